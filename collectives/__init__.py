@@ -1,0 +1,3 @@
+"""Collective-communication algorithms, their schedules and cost models."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""What-if studies, validation and the trainsim command line."""
+
+__all__: list[str] = []

@@ -1,0 +1,7 @@
+"""Allow ``python -m studies.cli``."""
+
+import sys
+
+from studies.cli import main
+
+sys.exit(main())

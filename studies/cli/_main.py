@@ -1,0 +1,150 @@
+"""Entry point of the ``trainsim`` command: parser assembly, ``--config`` files and errors.
+
+Every subcommand lives in its own module that exposes ``register(subparsers)``; the module adds
+one parser whose ``func`` default takes the parsed namespace and returns an exit status. Errors
+follow one policy: a user error (any ``ValueError`` or ``OSError``, which every package's error
+base class derives from) prints one line on stderr and exits 2; so does anything unexpected,
+with its type named, unless ``TRAINSIM_DEBUG=1`` asks for the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["COMMAND_MODULES", "build_parser", "main"]
+
+#: Subcommand modules, in the order ``trainsim --help`` lists them.
+COMMAND_MODULES: tuple[str, ...] = (
+    "studies.cli._demo",
+    "studies.cli._et",
+)
+
+EXIT_USAGE = 2
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class CLIError(ValueError):
+    """A command-line problem that is the user's to fix (bad flag value, bad config file)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Argument parser whose usage errors are one line and exit status 2."""
+
+    def error(self, message: str) -> Any:
+        raise CLIError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Assemble the full ``trainsim`` parser from every registered subcommand module."""
+    parser = _Parser(
+        prog="trainsim",
+        description="Predict distributed-training step time and time-to-train distributions "
+        "from Chakra execution traces.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for module_name in COMMAND_MODULES:
+        module = importlib.import_module(module_name)
+        module.register(sub)
+    for sub_parser in sub.choices.values():
+        _add_common_flags(sub_parser)
+    return parser
+
+
+def _add_common_flags(parser: argparse.ArgumentParser) -> None:
+    """Give a leaf command ``--config``; recurse through nested subcommands."""
+    nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if nested:
+        for child in nested[0].choices.values():
+            _add_common_flags(child)
+        return
+    if not any("--config" in a.option_strings for a in parser._actions):
+        parser.add_argument(
+            "--config",
+            metavar="FILE.yaml",
+            help="YAML or JSON file whose keys are this command's flags (flags given win)",
+        )
+
+
+def _leaf_parser(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.ArgumentParser:
+    """Find the parser of the (possibly nested) subcommand named in ``argv``."""
+    current = parser
+    for token in argv:
+        subs = [a for a in current._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            break
+        if token in subs[0].choices:
+            current = subs[0].choices[token]
+    return current
+
+
+def _config_defaults(parser: argparse.ArgumentParser, config_path: str) -> dict[str, Any]:
+    """Read a ``--config`` file and map its keys onto the command's flag destinations."""
+    import yaml
+
+    path = Path(config_path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise CLIError(f"cannot read config file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise CLIError(f"config file {path} is not valid YAML/JSON: {exc}".splitlines()[0]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise CLIError(f"config file {path} must hold a mapping of flag names to values")
+    dests = {a.dest for a in parser._actions if a.dest not in ("help", "config")}
+    defaults: dict[str, Any] = {}
+    for key, value in data.items():
+        dest = str(key).lstrip("-").replace("-", "_")
+        if dest not in dests:
+            allowed = ", ".join(sorted(dests))
+            raise CLIError(f"config file {path}: unknown key {key!r} (allowed: {allowed})")
+        defaults[dest] = value
+    return defaults
+
+
+def _run(argv: Sequence[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "command", None) is None:
+        parser.print_help()
+        return EXIT_USAGE
+    config = getattr(args, "config", None)
+    if config:
+        leaf = _leaf_parser(parser, argv)
+        leaf.set_defaults(**_config_defaults(leaf, config))
+        args = parser.parse_args(argv)
+    func: Handler | None = getattr(args, "func", None)
+    if func is None:
+        _leaf_parser(parser, argv).print_help()
+        return EXIT_USAGE
+    return func(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``trainsim`` command line and return its exit status."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _run(arguments)
+    except SystemExit as exc:  # --help and --version exit through argparse
+        return exc.code if isinstance(exc.code, int) else 0
+    except KeyboardInterrupt:
+        print("trainsim: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"trainsim: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:
+        if os.environ.get("TRAINSIM_DEBUG") == "1":
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"trainsim: internal error: {type(exc).__name__}: {first}", file=sys.stderr)
+        return EXIT_USAGE
