@@ -94,7 +94,9 @@ def _config_defaults(parser: argparse.ArgumentParser, config_path: str) -> dict[
     except OSError as exc:
         raise CLIError(f"cannot read config file {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise CLIError(f"config file {path} is not valid YAML/JSON: {exc}".splitlines()[0]) from None
+        raise CLIError(
+            f"config file {path} is not valid YAML/JSON: {exc}".splitlines()[0]
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
