@@ -119,7 +119,7 @@ def make_attr(name: str, value: object, kind: str | None = None) -> AttributePro
         kind, is_list = kind[: -len("_list")], True
     if kind not in ATTR_KINDS:
         raise ValueError(f"attribute {name!r}: unknown kind {kind!r} (allowed: {ATTR_KINDS})")
-    values: Sequence[object] = list(value) if is_list else [value]  # type: ignore[call-overload]
+    values: Sequence[object] = list(value) if isinstance(value, (list, tuple)) else [value]
     bounds = _INT_RANGES.get(kind)
     if bounds is not None:
         for v in values:

@@ -208,6 +208,8 @@ class ETGraph:
             node = nodes[nid]
             start, parent = 0, None
             for dep in self.deps(node):
+                if dep not in finish:  # dependency on a node outside the graph
+                    continue
                 if finish[dep] > start or (parent is None and finish[dep] == start):
                     start, parent = finish[dep], dep
             finish[nid] = start + node.duration_micros

@@ -13,6 +13,7 @@ import gzip
 import io
 import os
 from collections.abc import Iterable, Iterator
+from itertools import chain
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Union, cast
@@ -28,7 +29,7 @@ __all__ = [
     "ETWriter",
     "Source",
     "encode_varint",
-    "iter_frames",
+    "iter_batches",
     "open_binary",
 ]
 
@@ -36,6 +37,9 @@ __all__ = [
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 _CHUNK_BYTES = 4 * 1024 * 1024
+# Nodes per yielded batch: large enough that the per-batch cost vanishes, small enough that a
+# streaming reader keeps few messages alive (keeping many makes allocation and GC dominate).
+_BATCH_NODES = 256
 _GZIP_MAGIC = b"\x1f\x8b"
 
 Source = Union[str, "os.PathLike[str]", bytes, BinaryIO]
@@ -67,15 +71,111 @@ def open_binary(source: Source) -> tuple[BinaryIO, str, bool]:
     return raw, name, owned
 
 
-def iter_frames(stream: BinaryIO, source: str = "<stream>") -> Iterator[bytes]:
-    """Yield the payload of each length-delimited message in ``stream``, in order.
+def _decode_prefix(
+    buf: bytes, pos: int, eof: bool, base: int, source: str
+) -> tuple[int, int] | None:
+    """Decode the varint length prefix at ``buf[pos]``: (message size, payload start).
 
-    Raises ``ETFormatError`` naming the byte offset for a truncated or malformed length prefix,
-    a zero-length or oversize message, or a message cut short by the end of the data.
+    Returns None when the buffer ends inside the prefix and more data may follow. Raises
+    ``ETFormatError`` for a prefix longer than 10 bytes, a zero or oversize length, or a
+    prefix cut short at the end of the data.
+    """
+    n = len(buf)
+    size, shift, p = 0, 0, pos
+    while True:
+        if p >= n:
+            if eof:
+                raise ETFormatError(
+                    "file ends inside a length prefix", source=source, offset=base + pos
+                )
+            return None
+        b = buf[p]
+        p += 1
+        size |= (b & 0x7F) << shift
+        if b < 0x80:
+            break
+        shift += 7
+        if shift > 63:
+            raise ETFormatError(
+                "length prefix is longer than 10 bytes", source=source, offset=base + pos
+            )
+    if size == 0:
+        raise ETFormatError("zero-length message", source=source, offset=base + pos)
+    if size > MAX_MESSAGE_BYTES:
+        raise ETFormatError(
+            f"length prefix {size} exceeds the {MAX_MESSAGE_BYTES}-byte limit",
+            source=source,
+            offset=base + pos,
+        )
+    return size, p
+
+
+def _parse_nodes(
+    buf: bytes, pos: int, eof: bool, base: int, source: str, count: int, out: list[Node]
+) -> int:
+    """Parse up to ``_BATCH_NODES`` complete Node messages from ``buf[pos:]`` into ``out``.
+
+    Returns the position after the last message parsed.
+
+    This is the hot loop of every reader (see benchmarks/bench_et_io.py): one-byte length
+    prefixes, which most nodes have, take the inline path.
+    """
+    n = len(buf)
+    node_cls = Node
+    parse = Node.ParseFromString  # unbound: skips a per-node attribute lookup on the message
+    append = out.append
+    remaining = _BATCH_NODES
+    try:
+        while pos < n and remaining:
+            remaining -= 1
+            b = buf[pos]
+            if 0 < b < 0x80 and pos + 1 + b <= n:
+                end = pos + 1 + b
+                node = node_cls()
+                parse(node, buf[pos + 1 : end])
+                append(node)
+                pos = end
+                continue
+            decoded = _decode_prefix(buf, pos, eof, base, source)
+            if decoded is None:
+                break
+            size, p = decoded
+            end = p + size
+            if end > n:
+                if eof:
+                    raise ETFormatError(
+                        f"message of {size} bytes is cut short after {n - p} bytes",
+                        source=source,
+                        offset=base + pos,
+                    )
+                break
+            node = node_cls()
+            parse(node, buf[p:end])
+            append(node)
+            pos = end
+    except DecodeError as exc:
+        index = count + len(out) + 1
+        raise ETFormatError(
+            f"message {index} (a Node) does not parse: {exc}", source=source, offset=base + pos
+        ) from None
+    return pos
+
+
+def iter_batches(
+    stream: BinaryIO, source: str = "<stream>"
+) -> Iterator[GlobalMetadata | list[Node]]:
+    """Parse a length-delimited ET stream: yield the ``GlobalMetadata``, then lists of ``Node``.
+
+    Nodes come in one list per buffer chunk, so a caller can iterate them at C speed
+    (``itertools.chain.from_iterable``) while memory stays bounded by the chunk size. Raises
+    ``ETFormatError`` naming the byte offset (and message number) for a malformed length
+    prefix, a zero-length or oversize message, a message cut short by the end of the data, or
+    a message that does not parse.
     """
     buf = b""
     base = 0  # file offset of buf[0]
     pos = 0
+    count = 0  # messages parsed so far, the metadata included
     eof = False
     try:
         while not eof:
@@ -86,52 +186,33 @@ def iter_frames(stream: BinaryIO, source: str = "<stream>") -> Iterator[bytes]:
                 base += pos
                 pos = 0
             n = len(buf)
-            while pos < n:
-                b = buf[pos]
-                if b < 0x80:
-                    size, p = b, pos + 1
-                else:
-                    size, shift, p = b & 0x7F, 7, pos + 1
-                    while True:
-                        if p >= n:
-                            break
-                        b = buf[p]
-                        p += 1
-                        size |= (b & 0x7F) << shift
-                        if b < 0x80:
-                            break
-                        shift += 7
-                        if shift > 63:
-                            raise ETFormatError(
-                                "length prefix is longer than 10 bytes",
-                                source=source,
-                                offset=base + pos,
-                            )
-                    if b >= 0x80 or p > n:  # ran out of bytes inside the varint
-                        if eof:
-                            raise ETFormatError(
-                                "file ends inside a length prefix", source=source, offset=base + pos
-                            )
-                        break
-                if size == 0:
-                    raise ETFormatError("zero-length message", source=source, offset=base + pos)
-                if size > MAX_MESSAGE_BYTES:
+            if count == 0 and n:
+                decoded = _decode_prefix(buf, pos, eof, base, source)
+                if decoded is None or (decoded[0] + decoded[1] > n and not eof):
+                    continue
+                size, p = decoded
+                if p + size > n:
                     raise ETFormatError(
-                        f"length prefix {size} exceeds the {MAX_MESSAGE_BYTES}-byte limit",
+                        f"message of {size} bytes is cut short after {n - p} bytes",
                         source=source,
                         offset=base + pos,
                     )
-                end = p + size
-                if end > n:
-                    if eof:
-                        raise ETFormatError(
-                            f"message of {size} bytes is cut short after {n - p} bytes",
-                            source=source,
-                            offset=base + pos,
-                        )
+                meta = GlobalMetadata()
+                try:
+                    meta.ParseFromString(buf[p : p + size])
+                except DecodeError as exc:
+                    raise ETFormatError(
+                        f"GlobalMetadata does not parse: {exc}", source=source, offset=base + pos
+                    ) from None
+                count, pos = 1, p + size
+                yield meta
+            while True:
+                batch: list[Node] = []
+                pos = _parse_nodes(buf, pos, eof, base, source, count - 1, batch)
+                if not batch:
                     break
-                yield buf[p:end]
-                pos = end
+                count += len(batch)
+                yield batch
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         if isinstance(exc, ETFormatError):
             raise
@@ -148,33 +229,20 @@ class ETReader:
 
     def __init__(self, source: Source) -> None:
         self._stream, self.source, self._owned = open_binary(source)
-        self._frames = iter_frames(self._stream, self.source)
-        first = next(self._frames, None)
-        if first is None:
+        self._batches = iter_batches(self._stream, self.source)
+        try:
+            first = next(self._batches, None)
+        except ETFormatError:
+            self.close()
+            raise
+        if not isinstance(first, GlobalMetadata):
             self.close()
             raise ETFormatError("empty file: no GlobalMetadata message", source=self.source)
-        self.metadata = GlobalMetadata()
-        try:
-            self.metadata.ParseFromString(first)
-        except DecodeError as exc:
-            self.close()
-            raise ETFormatError(
-                f"GlobalMetadata does not parse: {exc}", source=self.source, offset=0
-            ) from None
-        self.nodes_read = 0
+        self.metadata = first
 
     def __iter__(self) -> Iterator[Node]:
-        for payload in self._frames:
-            node = Node()
-            try:
-                node.ParseFromString(payload)
-            except DecodeError as exc:
-                raise ETFormatError(
-                    f"message {self.nodes_read + 1} (a Node) does not parse: {exc}",
-                    source=self.source,
-                ) from None
-            self.nodes_read += 1
-            yield node
+        # chain.from_iterable walks each batch list in C: no Python frame per node.
+        return chain.from_iterable(cast(Iterator[list[Node]], self._batches))
 
     def close(self) -> None:
         """Close the underlying file if this reader opened it."""

@@ -6,7 +6,7 @@ together as one ``ETValidationError``.
 
 from __future__ import annotations
 
-from chakra_et._attrs import get_attr
+from chakra_et._attrs import attrs_dict
 from chakra_et._errors import ETValidationError, Problem
 from chakra_et._graph import ETGraph, node_type_name
 from chakra_et.schema import CollectiveCommType, Node, NodeType
@@ -20,87 +20,94 @@ _MAX_COMM_BYTES = 2**50
 
 _KNOWN_TYPES = frozenset(NodeType.values())
 _KNOWN_COLLECTIVES = frozenset(CollectiveCommType.values())
+# Plain ints: attribute lookups on the protobuf enum wrapper are slow in a million-node loop.
+_INVALID = int(NodeType.INVALID_NODE)
+_COLL = int(NodeType.COMM_COLL_NODE)
+_SEND = int(NodeType.COMM_SEND_NODE)
+_RECV = int(NodeType.COMM_RECV_NODE)
 
-# What ASTRA-sim needs to run a point-to-point node (src/dst default to the own rank).
-_P2P_REQUIRED = {
-    NodeType.COMM_SEND_NODE: ("comm_dst", "comm_size", "comm_tag"),
-    NodeType.COMM_RECV_NODE: ("comm_src", "comm_size", "comm_tag"),
+# What ASTRA-sim needs to run a communication node (p2p src/dst default to the own rank).
+_REQUIRED: dict[int, tuple[str, ...]] = {
+    _COLL: ("comm_type", "comm_size"),
+    _SEND: ("comm_dst", "comm_size", "comm_tag"),
+    _RECV: ("comm_src", "comm_size", "comm_tag"),
 }
 
 
-def _int_attr(node: Node, name: str, problems: list[Problem]) -> int | None:
-    value = get_attr(node, name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        problems.append(Problem(node.id, name, f"must be an integer, got {value!r}"))
-        return None
-    return value
-
-
-def _check_node(node: Node, problems: list[Problem]) -> None:
-    if node.type not in _KNOWN_TYPES:
-        problems.append(Problem(node.id, "type", f"unknown node type {node.type}"))
-        return
-    if node.type == NodeType.INVALID_NODE:
-        problems.append(Problem(node.id, "type", "INVALID_NODE is not executable"))
-    if node.duration_micros > MAX_DURATION_MICROS:
-        problems.append(
-            Problem(
-                node.id,
-                "duration_micros",
-                f"{node.duration_micros} µs is longer than a week ({MAX_DURATION_MICROS} µs)",
+def _check_comm(node: Node, node_type: int, problems: list[Problem]) -> None:
+    attrs = attrs_dict(node)
+    for field in _REQUIRED[node_type]:
+        if field not in attrs:
+            what = (
+                "collective node has no comm_type"
+                if field == "comm_type"
+                else (f"{node_type_name(node_type)} has no {field} attribute")
             )
-        )
-    if node.id in node.data_deps or node.id in node.ctrl_deps:
-        problems.append(Problem(node.id, "deps", "node depends on itself"))
-    if node.type == NodeType.COMM_COLL_NODE:
-        comm_type = _int_attr(node, "comm_type", problems)
-        if comm_type is None:
-            problems.append(Problem(node.id, "comm_type", "collective node has no comm_type"))
-        elif comm_type not in _KNOWN_COLLECTIVES:
-            problems.append(Problem(node.id, "comm_type", f"unknown collective type {comm_type}"))
-        required: tuple[str, ...] = ("comm_size",)
-    else:
-        required = _P2P_REQUIRED.get(node.type, ())
-    for field in required:
-        if get_attr(node, field) is None:
-            problems.append(
-                Problem(node.id, field, f"{node_type_name(node.type)} has no {field} attribute")
-            )
-    size = _int_attr(node, "comm_size", problems)
-    if size is not None and not 0 <= size <= _MAX_COMM_BYTES:
+            problems.append(Problem(node.id, field, what))
+    for field in ("comm_type", "comm_size", "comm_src", "comm_dst", "comm_tag"):
+        value = attrs.get(field)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            problems.append(Problem(node.id, field, f"must be an integer, got {value!r}"))
+            attrs.pop(field)
+    comm_type = attrs.get("comm_type")
+    if node_type == _COLL and isinstance(comm_type, int) and comm_type not in _KNOWN_COLLECTIVES:
+        problems.append(Problem(node.id, "comm_type", f"unknown collective type {comm_type}"))
+    size = attrs.get("comm_size")
+    if isinstance(size, int) and not 0 <= size <= _MAX_COMM_BYTES:
         problems.append(Problem(node.id, "comm_size", f"{size} bytes is out of range [0, 2^50]"))
     for field in ("comm_src", "comm_dst"):
-        rank = _int_attr(node, field, problems)
-        if rank is not None and rank < 0:
+        rank = attrs.get(field)
+        if isinstance(rank, int) and rank < 0:
             problems.append(Problem(node.id, field, f"rank {rank} is negative"))
 
 
 def check(graph: ETGraph) -> list[Problem]:
     """Return every problem of a graph, errors and warnings (empty when it is clean)."""
     problems: list[Problem] = []
+    all_ids = graph.nodes.keys()
     seen: set[int] = set()
+    forward_refs = False  # a dependency on a later node: only then can there be a cycle
     for node in graph.node_list:
-        if node.id in seen:
-            problems.append(Problem(node.id, "id", "duplicate node id"))
-        seen.add(node.id)
-        _check_node(node, problems)
+        node_id, node_type = node.id, node.type
+        if node_id in seen:
+            problems.append(Problem(node_id, "id", "duplicate node id"))
+        seen.add(node_id)
+        if node_type not in _KNOWN_TYPES:
+            problems.append(Problem(node_id, "type", f"unknown node type {node_type}"))
+        elif node_type == _INVALID:
+            problems.append(Problem(node_id, "type", "INVALID_NODE is not executable"))
+        elif node_type in _REQUIRED:
+            _check_comm(node, node_type, problems)
+        duration = node.duration_micros
+        if duration > MAX_DURATION_MICROS:
+            problems.append(
+                Problem(
+                    node_id,
+                    "duration_micros",
+                    f"{duration} µs is longer than a week ({MAX_DURATION_MICROS} µs)",
+                )
+            )
         for kind, deps in (("data_deps", node.data_deps), ("ctrl_deps", node.ctrl_deps)):
             for dep in deps:
-                if dep not in seen and dep not in graph.nodes:
+                if dep in seen:
+                    if dep == node_id:
+                        problems.append(Problem(node_id, "deps", "node depends on itself"))
+                elif dep in all_ids:
+                    forward_refs = True
+                else:
                     problems.append(
                         Problem(
-                            node.id,
+                            node_id,
                             kind,
                             f"depends on missing node {dep} (treated as satisfied)",
                             severity="warning",
                         )
                     )
-    cycle = graph.find_cycle()
-    if cycle:
-        path = " -> ".join(str(c) for c in cycle)
-        problems.append(Problem(cycle[0], "deps", f"dependency cycle {path}"))
+    if forward_refs:
+        cycle = graph.find_cycle()
+        if cycle:
+            path = " -> ".join(str(c) for c in cycle)
+            problems.append(Problem(cycle[0], "deps", f"dependency cycle {path}"))
     return problems
 
 
