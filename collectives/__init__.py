@@ -1,3 +1,56 @@
-"""Collective-communication algorithms, their schedules and cost models."""
+"""Collective-communication algorithms, their schedules and cost models.
 
-__all__: list[str] = []
+One schedule format (:class:`Schedule`) is produced by every algorithm (ring, bidirectional
+ring, direct, halving-doubling, double binary tree, in-network reduction, and hierarchical
+compositions over network dimensions) and consumed by every cost model (analytical
+alpha-beta, link-level congestion-aware); a bus-bandwidth model predicts NCCL on real clusters.
+The engine calls :func:`collective_time_us`.
+"""
+
+from ._algorithms import ALGORITHMS, local_schedule, parse_algorithm
+from ._api import MODELS, collective_cost, collective_time_us, get_model
+from ._compose import Plan, build_schedule, plan_phases
+from ._cost import AnalyticalModel, CollectiveCost, CollectiveRequest, CongestionModel, CostModel
+from ._errors import AlgorithmError, CollectiveError, ConfigError, DeliveryError, GroupError
+from ._evaluate import Evaluation, evaluate, routes_for
+from ._local import LocalSchedule
+from ._nccl import NcclModel, NcclParams, NcclProtocol
+from ._ops import CollectiveOp
+from ._schedule import Phase, Schedule, verify_delivery
+from ._system import SystemConfig, read_astra_system
+
+__all__ = [
+    "ALGORITHMS",
+    "MODELS",
+    "AlgorithmError",
+    "AnalyticalModel",
+    "CollectiveCost",
+    "CollectiveError",
+    "CollectiveOp",
+    "CollectiveRequest",
+    "ConfigError",
+    "CongestionModel",
+    "CostModel",
+    "DeliveryError",
+    "Evaluation",
+    "GroupError",
+    "LocalSchedule",
+    "NcclModel",
+    "NcclParams",
+    "NcclProtocol",
+    "Phase",
+    "Plan",
+    "Schedule",
+    "SystemConfig",
+    "build_schedule",
+    "collective_cost",
+    "collective_time_us",
+    "evaluate",
+    "get_model",
+    "local_schedule",
+    "parse_algorithm",
+    "plan_phases",
+    "read_astra_system",
+    "routes_for",
+    "verify_delivery",
+]
