@@ -54,6 +54,11 @@ def collective_cost(
     """
     operation = CollectiveOp.parse(op)
     config = system or SystemConfig()
+    if operation is CollectiveOp.SEND_RECV:
+        # A point-to-point message goes straight to the network as one message: it is not
+        # cut into dataset splits and pays no collective endpoint delay (ASTRA-sim's sim_send
+        # charges hops * latency + bytes / bandwidth).
+        config = config.model_copy(update={"dataset_splits": 1, "endpoint_delay_ns": 0.0})
     if algorithm is None:
         chosen = config.algorithms.get(operation.value) or config.algorithms.get(
             "all_reduce" if operation is CollectiveOp.BARRIER else "", ("ring",)

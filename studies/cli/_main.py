@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "studies.cli._demo",
     "studies.cli._et",
     "studies.cli._collective",
+    "studies.cli._simulate",
 )
 
 EXIT_USAGE = 2

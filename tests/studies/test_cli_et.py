@@ -104,3 +104,28 @@ def test_config_file_supplies_flags(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_usage_error_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["et", "info"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_simulate_astra_files(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    folder = FIXTURES.parent / "reference" / "astra-sim-workloads" / "pipeline_4"
+    timeline = tmp_path / "t.json"
+    argv = [
+        "simulate",
+        "--workload",
+        str(folder / "et" / "workload"),
+        "--network",
+        str(folder / "network.yml"),
+        "--system",
+        str(folder / "system.json"),
+        "--timeline",
+        str(timeline),
+        "--json",
+    ]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["step_time_ns"] == 6774750
+    assert out["rank_finish_ns"] == [6774750, 6174750, 5495625, 4816500]
+    trace = json.loads(timeline.read_text())
+    assert any(e.get("ph") == "X" for e in trace["traceEvents"])
+    assert main(["simulate", "--workload", str(tmp_path / "none")]) == 2
+    assert "give --system" in capsys.readouterr().err

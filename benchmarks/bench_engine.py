@@ -1,0 +1,93 @@
+"""Engine speed: per-rank mode on 256 and 1,024 ranks of 1,500 nodes, and rank-class 405B.
+
+The per-rank workload is the one ASTRA-sim's figures are quoted for: per rank 500 forward and
+500 backward compute nodes and 500 all-reduces of 8 MiB (one after each backward node) on a
+3-D Ring x FullyConnected x Switch network. Figures are medians of several runs.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+from chakra_et import CollectiveCommType, ETGraph, NodeType, new_metadata, new_node
+from engine import System, Workload, simulate
+from topology import Dimension, DimKind, multi_dimensional
+
+RUNS = 3
+
+
+def dp_graph(layers: int = 500) -> ETGraph:
+    """500 forward, 500 backward, 500 all-reduces (8 MiB) of one data-parallel rank."""
+    graph = ETGraph(new_metadata())
+    node_id = 0
+    prev = None
+    for layer in range(layers):
+        graph.add(
+            new_node(
+                node_id,
+                f"fwd{layer}",
+                NodeType.COMP_NODE,
+                duration_micros=100,
+                data_deps=[prev] if prev is not None else [],
+            )
+        )
+        prev = node_id
+        node_id += 1
+    for layer in reversed(range(layers)):
+        graph.add(
+            new_node(
+                node_id, f"bwd{layer}", NodeType.COMP_NODE, duration_micros=200, data_deps=[prev]
+            )
+        )
+        prev = node_id
+        node_id += 1
+        graph.add(
+            new_node(
+                node_id,
+                f"ar{layer}",
+                NodeType.COMM_COLL_NODE,
+                data_deps=[prev],
+                attrs={"comm_type": int(CollectiveCommType.ALL_REDUCE), "comm_size": 8 << 20},
+            )
+        )
+        node_id += 1
+    return graph
+
+
+def network(ranks: int) -> System:
+    """Ring(8) x FullyConnected(4) x Switch(rest) at 200/100/50 GB/s."""
+    rest = ranks // 32
+    dims = [
+        Dimension(DimKind.RING, 8, 200.0, 0.5),
+        Dimension(DimKind.FULLY_CONNECTED, 4, 100.0, 1.0),
+        Dimension(DimKind.SWITCH, rest, 50.0, 2.0),
+    ]
+    return System.with_topology(multi_dimensional(dims))
+
+
+def _median(fn: object) -> float:
+    times = []
+    for _ in range(RUNS):
+        start = time.perf_counter()
+        fn()  # type: ignore[operator]
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    """Print wall time and nodes/s of each case."""
+    graph = dp_graph()
+    for ranks in (256, 1024):
+        workload = Workload.from_graphs({r: graph for r in range(ranks)}, world_size=ranks)
+        system = network(ranks)
+        result = simulate(workload, system)
+        wall = _median(lambda: simulate(workload, system))  # noqa: B023
+        print(
+            f"per-rank {ranks:>5} ranks x {len(graph)} nodes: {wall:6.2f} s, "
+            f"{workload.num_nodes / wall:,.0f} nodes/s, step {result.step_time_s * 1e3:,.2f} ms"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""``simulate(workload, system)``: compile the graphs, run the event loop, wrap the result."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import cache
+
+from collectives import CollectiveError, collective_time_us
+from engine._errors import WorkloadError
+from engine._program import K_SEND, Program, compile_program
+from engine._result import StepMetrics, StepResult
+from engine._sim import run_programs
+from engine._system import System
+from engine._workload import Workload
+
+__all__ = ["simulate"]
+
+
+def _comm_kinds(program: Program, workload: Workload) -> list[str]:
+    """Group kind of each node (``tp``, ``dp``, ``pp``...; ``comm`` when unknown)."""
+    kinds = ["" for _ in program.ids]
+    for idx, (_, _, pg) in program.collectives.items():
+        kinds[idx] = program.streams.get(idx) or workload.group_kinds.get(pg) or "comm"
+    for idx in program.p2p:
+        if program.kinds[idx] == K_SEND:
+            kinds[idx] = "pp"
+    return kinds
+
+
+def simulate(
+    workload: Workload,
+    system: System,
+    *,
+    metrics: StepMetrics | None = None,
+    label: str | None = None,
+) -> StepResult:
+    """Simulate one step of ``workload`` on ``system`` and return its ``StepResult``.
+
+    Per-rank workloads simulate every rank; rank-class workloads simulate one representative
+    per class, whose collectives wait only for the other simulated members of their groups.
+    """
+    topo = system.topology
+    if workload.world_size > topo.num_npus:
+        raise WorkloadError(
+            f"{workload.name}: {workload.world_size} ranks do not fit the {topo.num_npus}-NPU "
+            f"network {system.network!r}"
+        )
+    device = system.device_spec
+    sched = system.scheduling
+    notes: list[str] = []
+    programs: dict[int, Program] = {}
+    compiled: dict[int, Program] = {}  # id(graph) -> program of the first rank that ran it
+    for rank, graph in sorted(workload.graphs.items()):
+        template = compiled.get(id(graph))
+        if template is not None and not template.p2p:
+            # SPMD ranks sharing one graph object share its compiled arrays (read-only).
+            programs[rank] = replace(template, rank=rank)
+            continue
+        programs[rank] = compile_program(
+            rank,
+            graph,
+            device,
+            dtype=system.dtype,
+            duration_scale=system.duration_scale,
+            min_op_ns=sched.min_op_ns,
+            memory_bandwidth_gbps=system.host_memory_bandwidth_gbps,
+            world_size=workload.world_size,
+            notes=notes,
+        )
+        compiled.setdefault(id(graph), programs[rank])
+
+    group_ids: dict[tuple[int, str], int] = {}
+    id_of_group: dict[tuple[int, ...], int] = {}
+    groups: list[tuple[int, ...]] = []
+
+    def group_of(rank: int, pg: str) -> int:
+        key = (rank, pg)
+        gid = group_ids.get(key)
+        if gid is None:
+            group = tuple(sorted(workload.group_ranks(pg)))
+            if rank not in group:
+                raise WorkloadError(
+                    f"{workload.name}: rank {rank} issues a collective on process group {pg!r} "
+                    f"{group[:8]} that does not contain it"
+                )
+            gid = id_of_group.setdefault(group, len(groups))
+            if gid == len(groups):
+                groups.append(group)
+            group_ids[key] = gid
+        return gid
+
+    @cache
+    def coster(op: str, size: int, group: tuple[int, ...]) -> float:
+        if len(group) <= 1 or (size == 0 and op != "barrier"):
+            return 0.0
+        algorithm = system.algorithm_for(op)
+        try:
+            return 1000.0 * collective_time_us(
+                op, size, group, topo, algorithm, system.cost_model, system.collective
+            )
+        except CollectiveError as exc:
+            raise WorkloadError(f"{op} of {size} bytes on ranks {group[:8]}: {exc}") from None
+
+    timeline = run_programs(
+        programs,
+        group_of,
+        groups,
+        coster,
+        compute_streams=sched.compute_streams,
+        comm_streams=sched.comm_streams,
+        cpu_streams=sched.cpu_streams,
+        issue_by_id=sched.issue_order == "node_id",
+        overlap_comm=sched.overlap_comm,
+    )
+    return StepResult(
+        programs=programs,
+        timeline=timeline,
+        comm_kinds={rank: _comm_kinds(p, workload) for rank, p in programs.items()},
+        multiplicity=dict(workload.multiplicity),
+        world_size=workload.world_size,
+        metrics=metrics,
+        label=label or workload.name,
+        notes=notes + timeline.notes,
+    )

@@ -1,0 +1,150 @@
+"""``System``: the machine a workload runs on — devices, network, collectives and scheduling.
+
+A system is data (pydantic, loadable from YAML/JSON) plus the topology it describes. The
+network is given as a topology spec string (``"ring:8@50/0.5"``), an ASTRA-sim network YAML or
+a TACOS edge list path, or a ready ``topology.Topology`` object (``System.with_topology``).
+``System.from_astra`` reads ASTRA-sim's own network YAML and system JSON as they are.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+import topology
+from collectives import SystemConfig, read_astra_system
+from engine._errors import SystemConfigError
+from models import DeviceSpec, device_preset
+
+__all__ = ["Scheduling", "System", "load_system"]
+
+
+class Scheduling(BaseModel):
+    """How a rank issues ready nodes onto its streams.
+
+    ``compute_streams``/``comm_streams``/``cpu_streams`` bound how many GPU compute, GPU
+    communication (collectives, sends) and CPU operations run at once on a rank; receives and
+    memory operations take no slot. Ready nodes issue in ascending node id (``node_id``, as
+    ASTRA-sim does) or in file order (``file``). ``min_op_ns`` is the floor of any compute
+    duration (ASTRA-sim charges 1 ns for a zero-duration node). ``overlap_comm`` False makes a
+    rank's communication wait for its compute stream to drain and block it meanwhile.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    compute_streams: int = Field(1, ge=1, le=64)
+    comm_streams: int = Field(1, ge=1, le=64)
+    cpu_streams: int = Field(1, ge=1, le=64)
+    issue_order: Literal["node_id", "file"] = "node_id"
+    min_op_ns: float = Field(0.0, ge=0.0)
+    overlap_comm: bool = True
+
+
+class System(BaseModel):
+    """A cluster: device, network, collective algorithms and cost model, scheduling knobs.
+
+    ``algorithms`` maps an operation (``all_reduce``, ``all_gather``...) to one algorithm name
+    or one per network dimension (``["ring", "direct"]``), like ASTRA-sim's
+    ``*-implementation``; ``cost_model`` is ``analytical`` (alpha-beta), ``congestion``
+    (link-level) or ``nccl`` (bus-bandwidth model of real NCCL). ``duration_scale`` rescales
+    measured ``duration_micros`` (e.g. to a faster device); ``dtype`` is the compute precision
+    of roofline-costed nodes that do not state one.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    name: str = "system"
+    device: str = "h100-sxm"
+    network: str = "ring:8@50/0.5"
+    cost_model: Literal["analytical", "congestion", "nccl"] = "analytical"
+    algorithms: dict[str, str | list[str]] = Field(default_factory=dict)
+    collective: SystemConfig = Field(default_factory=SystemConfig)
+    scheduling: Scheduling = Field(default_factory=Scheduling)
+    dtype: Literal["fp32", "tf32", "bf16", "fp16", "fp8"] = "bf16"
+    duration_scale: float = Field(1.0, gt=0.0)
+    host_memory_bandwidth_gbps: float = Field(
+        50.0, gt=0.0, description="remote/host memory nodes (MEM_LOAD/MEM_STORE)"
+    )
+    _topology: topology.Topology | None = PrivateAttr(default=None)
+
+    @classmethod
+    def with_topology(cls, topo: topology.Topology, **fields: Any) -> System:
+        """A system over a ready ``Topology`` object (its name stands in for ``network``)."""
+        system = cls(network=fields.pop("network", topo.name), **fields)
+        system._topology = topo
+        return system
+
+    @cached_property
+    def topology(self) -> topology.Topology:
+        """The network as a ``topology.Topology`` (built once from ``network``)."""
+        if self._topology is not None:
+            return self._topology
+        spec = self.network
+        path = Path(spec)
+        if path.suffix in (".yml", ".yaml") and path.exists():
+            return topology.read_astra_network(path)
+        if path.suffix == ".txt" and path.exists():
+            return topology.read_edge_list(path)
+        return topology.parse_spec(spec)
+
+    @cached_property
+    def device_spec(self) -> DeviceSpec:
+        """The ``DeviceSpec`` named by ``device``."""
+        return device_preset(self.device)
+
+    def algorithm_for(self, op: str) -> str | list[str] | None:
+        """Algorithm(s) configured for an operation, or None for the cost model's default."""
+        return self.algorithms.get(op)
+
+    @classmethod
+    def from_astra(
+        cls, network_yml: str | Path, system_json: str | Path | None = None, **fields: Any
+    ) -> System:
+        """A system from ASTRA-sim's network YAML and (optional) system JSON, as they are.
+
+        The scheduling follows ASTRA-sim: one compute, one communication and one CPU op in
+        flight per rank, issue by ascending node id, 1 ns for zero-duration compute.
+        """
+        topo = topology.read_astra_network(network_yml)
+        collective = read_astra_system(system_json) if system_json else SystemConfig.astra_default()
+        algorithms: dict[str, str | list[str]] = {
+            op: list(names) for op, names in collective.algorithms.items()
+        }
+        scheduling = Scheduling(issue_order="node_id", min_op_ns=1.0)
+        return cls.with_topology(
+            topo,
+            name=fields.pop("name", Path(network_yml).stem),
+            network=str(network_yml),
+            collective=collective,
+            algorithms=algorithms,
+            scheduling=scheduling,
+            **fields,
+        )
+
+
+def load_system(path: str | Path) -> System:
+    """Read a ``System`` from a YAML or JSON file; errors name the field and the value."""
+    source = Path(path)
+    try:
+        data = yaml.safe_load(source.read_text())
+    except yaml.YAMLError as exc:
+        raise SystemConfigError(
+            f"{source}: not valid YAML/JSON: {str(exc).splitlines()[0]}"
+        ) from None
+    if not isinstance(data, dict):
+        raise SystemConfigError(f"{source}: expected a mapping of System fields")
+    if "collective" in data and isinstance(data["collective"], dict):
+        data = {**data, "collective": SystemConfig(**data["collective"])}
+    try:
+        return System(**data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        raise SystemConfigError(
+            f"{source}: {field}: {err['msg']} (got {json.dumps(err.get('input'), default=str)})"
+        ) from None
