@@ -1,3 +1,104 @@
-"""Workload specs, parallelism plans, devices, memory footprints and ET generation."""
+"""Workload specs, parallelism plans, devices, memory footprints and ET generation.
 
-__all__: list[str] = []
+A ``ModelSpec`` (presets, YAML, HuggingFace ``config.json``) and a ``ParallelPlan`` give the
+FLOPs and bytes of every operation (``step_flops``, ``layer_cost``), the memory each GPU needs
+(``memory_by_stage``), the process groups of every kind (``RankLayout``) and the Chakra ETs the
+engine simulates (``generate_rank_classes``); a ``DeviceSpec`` gives peak rates, capacity and
+the efficiency model that turns FLOPs and bytes into time.
+"""
+
+from models._device import (
+    DEVICE_PRESETS,
+    DeviceSpec,
+    DType,
+    EfficiencyModel,
+    device_preset,
+    load_device,
+)
+from models._errors import (
+    InvalidModelError,
+    InvalidPlanError,
+    MemoryCapacityError,
+    ModelsError,
+    UnknownPresetError,
+)
+from models._flops import (
+    LayerCost,
+    OpCost,
+    StepFlops,
+    embedding_cost,
+    layer_cost,
+    logits_cost,
+    optimizer_cost,
+    step_flops,
+)
+from models._generate import (
+    Granularity,
+    generate_rank,
+    generate_rank_classes,
+    pipeline_schedule,
+    write_per_rank,
+    write_rank_classes,
+)
+from models._loading import load_model, model_from_hf_config, model_from_mapping
+from models._memory import (
+    MemoryBreakdown,
+    check_memory,
+    local_params,
+    memory_by_stage,
+    memory_per_gpu,
+    stage_layers,
+)
+from models._plan import ParallelPlan, Recompute, check_plan, plan_from_mapping, stage_layer_ranges
+from models._presets import MODEL_PRESETS, model_preset
+from models._ranks import GROUP_KINDS, RankCoord, RankLayout
+from models._spec import ModelSpec, Projection
+
+__all__ = [
+    "DEVICE_PRESETS",
+    "GROUP_KINDS",
+    "MODEL_PRESETS",
+    "DType",
+    "DeviceSpec",
+    "EfficiencyModel",
+    "Granularity",
+    "InvalidModelError",
+    "InvalidPlanError",
+    "LayerCost",
+    "MemoryBreakdown",
+    "MemoryCapacityError",
+    "ModelSpec",
+    "ModelsError",
+    "OpCost",
+    "ParallelPlan",
+    "Projection",
+    "RankCoord",
+    "RankLayout",
+    "Recompute",
+    "StepFlops",
+    "UnknownPresetError",
+    "check_memory",
+    "check_plan",
+    "device_preset",
+    "embedding_cost",
+    "generate_rank",
+    "generate_rank_classes",
+    "layer_cost",
+    "load_device",
+    "load_model",
+    "local_params",
+    "logits_cost",
+    "memory_by_stage",
+    "memory_per_gpu",
+    "model_from_hf_config",
+    "model_from_mapping",
+    "model_preset",
+    "optimizer_cost",
+    "pipeline_schedule",
+    "plan_from_mapping",
+    "stage_layer_ranges",
+    "stage_layers",
+    "step_flops",
+    "write_per_rank",
+    "write_rank_classes",
+]

@@ -1,0 +1,209 @@
+"""DeviceSpec: an accelerator's peak rates, memory, and the global efficiency model.
+
+Peak dense (non-sparse) FLOP/s per dtype, HBM bandwidth and capacity are the vendors'
+datasheet figures: NVIDIA A100 (40/80 GB SXM), H100 SXM, H800 SXM (H100 compute, export
+interconnect), H200 SXM, HGX B200, AMD Instinct MI300X.
+
+The efficiency model is one global calibration, never fitted to a published training row:
+
+* A GEMM of shape (m, n, k) achieves ``gemm_peak_fraction * f(m) f(n) f(k)`` of peak, with
+  ``f(d) = d / (d + gemm_half_dim)``: small dimensions leave tensor cores idle (tile and wave
+  quantization). ``gemm_half_dim = 108`` reproduces the ratio between 1024^3 and 8192^3 bf16
+  GEMMs on H100 in a published summary of CUTLASS 3.5 benchmarks (about 0.77; third-party
+  mirror of the NVIDIA/cutlass documentation, a lead rather than a measurement of ours).
+  ``gemm_peak_fraction`` is set so that an 8192^3 bf16 GEMM reaches 0.80 of peak: 798 TFLOP/s
+  of 989 were measured on an H100 SXM and 788 on an H200 of this workplace (PyTorch, random
+  data; see the device library's KINDS.md). The same fraction is used for every NVIDIA part;
+  MI300X uses 0.55 (public third-party GEMM measurements of about 700 of 1307 TFLOP/s;
+  unverified, treat as a lead).
+* Memory-bound work streams at ``memory_fraction = 0.90`` of HBM bandwidth: a device-to-device
+  copy moved 3.0 of 3.35 TB/s on the H100 and 4.3 of 4.8 TB/s on the H200 here.
+* Time of an operation is the roofline ``max(flops / achieved_flops, bytes / achieved_bw)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from models._errors import ModelsError, UnknownPresetError
+
+__all__ = [
+    "DEVICE_PRESETS",
+    "DType",
+    "DeviceSpec",
+    "EfficiencyModel",
+    "device_preset",
+    "load_device",
+]
+
+DType = Literal["fp32", "tf32", "bf16", "fp16", "fp8"]
+
+_REFERENCE_DIM = 8192
+
+
+class EfficiencyModel(BaseModel):
+    """Achieved fraction of peak compute and bandwidth as a function of shape and bytes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    gemm_peak_fraction: float = Field(0.80, gt=0.0, le=1.0, description="at 8192^3")
+    gemm_half_dim: int = Field(108, ge=0, description="dim where a GEMM dim factor is 0.5")
+    vector_fraction: float = Field(
+        0.5, gt=0.0, le=1.0, description="fraction of peak for non-GEMM arithmetic"
+    )
+    memory_fraction: float = Field(0.90, gt=0.0, le=1.0, description="of HBM bandwidth")
+
+    def gemm_fraction(self, m: int, n: int, k: int) -> float:
+        """Achieved fraction of peak for an (m x k) @ (k x n) GEMM."""
+        half = self.gemm_half_dim
+        ref = _REFERENCE_DIM / (_REFERENCE_DIM + half)
+        shape = 1.0
+        for dim in (m, n, k):
+            shape *= (max(dim, 1) / (max(dim, 1) + half)) / ref
+        return min(1.0, self.gemm_peak_fraction * shape)
+
+
+class DeviceSpec(BaseModel):
+    """One accelerator: peak dense FLOP/s per dtype, HBM bandwidth and capacity, efficiency."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    peak_tflops: dict[str, float] = Field(description="dense TFLOP/s by dtype")
+    hbm_bandwidth_gbps: float = Field(gt=0, description="HBM bandwidth in GB/s (1e9 B/s)")
+    memory_gib: float = Field(gt=0, description="HBM capacity in GiB")
+    efficiency: EfficiencyModel = Field(default_factory=EfficiencyModel)
+
+    def peak_flops(self, dtype: str = "bf16") -> float:
+        """Peak dense FLOP/s for ``dtype`` (fp16 and bf16 share the tensor-core rate)."""
+        key = "bf16" if dtype == "fp16" else dtype
+        try:
+            return self.peak_tflops[key] * 1e12
+        except KeyError:
+            known = ", ".join(sorted(self.peak_tflops))
+            raise ModelsError(
+                f"dtype={dtype!r} has no peak rate on device {self.name} (known: {known})"
+            ) from None
+
+    @property
+    def memory_bytes(self) -> int:
+        """HBM capacity in bytes."""
+        return int(self.memory_gib * 2**30)
+
+    def gemm_time_us(self, m: int, n: int, k: int, dtype: str = "bf16") -> float:
+        """Roofline time of one GEMM (operands and result read/written once)."""
+        flops = 2.0 * m * n * k
+        size = 1 if dtype == "fp8" else 4 if dtype in ("fp32", "tf32") else 2
+        bytes_moved = size * (m * k + k * n + m * n)
+        achieved = self.peak_flops(dtype) * self.efficiency.gemm_fraction(m, n, k)
+        return max(flops / achieved, bytes_moved / self.achieved_bandwidth) * 1e6
+
+    @property
+    def achieved_bandwidth(self) -> float:
+        """HBM bytes per second that streaming kernels reach."""
+        return self.hbm_bandwidth_gbps * 1e9 * self.efficiency.memory_fraction
+
+    def op_time_us(
+        self,
+        flops: float,
+        size_bytes: float,
+        dtype: str = "bf16",
+        *,
+        gemm_shape: tuple[int, int, int] | None = None,
+    ) -> float:
+        """Roofline time of an operation; GEMMs use the shape curve, others ``vector_fraction``."""
+        if gemm_shape is not None:
+            fraction = self.efficiency.gemm_fraction(*gemm_shape)
+        else:
+            fraction = self.efficiency.gemm_peak_fraction
+        compute_s = flops / (self.peak_flops(dtype) * fraction) if flops else 0.0
+        return max(compute_s, size_bytes / self.achieved_bandwidth) * 1e6
+
+
+_NV = EfficiencyModel()
+
+
+def _dev(
+    name: str,
+    fp32: float,
+    tf32: float,
+    bf16: float,
+    fp8: float | None,
+    bw: float,
+    gib: float,
+    eff: EfficiencyModel = _NV,
+) -> DeviceSpec:
+    peaks = {"fp32": fp32, "tf32": tf32, "bf16": bf16}
+    if fp8 is not None:
+        peaks["fp8"] = fp8
+    return DeviceSpec(
+        name=name, peak_tflops=peaks, hbm_bandwidth_gbps=bw, memory_gib=gib, efficiency=eff
+    )
+
+
+#: Every device preset by name (datasheet dense peaks; see the module docstring).
+DEVICE_PRESETS: Mapping[str, DeviceSpec] = {
+    d.name: d
+    for d in (
+        _dev("a100-40gb", 19.5, 156.0, 312.0, None, 1555.0, 40.0),
+        _dev("a100-80gb", 19.5, 156.0, 312.0, None, 2039.0, 80.0),
+        _dev("h100-sxm", 67.0, 494.7, 989.4, 1978.9, 3350.0, 80.0),
+        _dev("h800", 67.0, 494.7, 989.4, 1978.9, 3350.0, 80.0),
+        _dev("h200", 67.0, 494.7, 989.4, 1978.9, 4800.0, 141.0),
+        _dev("b200", 75.0, 1100.0, 2250.0, 4500.0, 8000.0, 180.0),
+        _dev(
+            "mi300x",
+            163.4,
+            653.7,
+            1307.4,
+            2614.9,
+            5300.0,
+            192.0,
+            EfficiencyModel(gemm_peak_fraction=0.55),
+        ),
+    )
+}
+
+_ALIASES = {
+    "a100": "a100-80gb",
+    "h100": "h100-sxm",
+    "h100-80gb": "h100-sxm",
+    "a100-80": "a100-80gb",
+}
+
+
+def device_preset(name: str) -> DeviceSpec:
+    """Return the device preset called ``name`` (case-insensitive; a few aliases)."""
+    key = name.strip().lower().replace("_", "-")
+    key = _ALIASES.get(key, key)
+    try:
+        return DEVICE_PRESETS[key]
+    except KeyError:
+        known = ", ".join(DEVICE_PRESETS)
+        raise UnknownPresetError(f"device={name!r} is not a preset (known: {known})") from None
+
+
+def load_device(spec: str | Path | Mapping[str, Any] | DeviceSpec) -> DeviceSpec:
+    """Resolve a preset name, a YAML/JSON file of DeviceSpec fields, or such a mapping."""
+    if isinstance(spec, DeviceSpec):
+        return spec
+    source = "device"
+    if not isinstance(spec, Mapping):
+        path = Path(spec)
+        if not path.is_file():
+            return device_preset(str(spec))
+        source, data = str(path), yaml.safe_load(path.read_text())
+        if not isinstance(data, Mapping):
+            raise ModelsError(f"device file {path} must hold a mapping")
+        spec = data
+    try:
+        return DeviceSpec.model_validate(dict(spec))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise ModelsError(f"{source}: {loc}={err.get('input')!r}: {err['msg']}") from None

@@ -1,0 +1,257 @@
+"""FLOPs and bytes per operation, forward and backward, per GPU and for the whole step.
+
+Conventions (Megatron-LM / Narayanan et al. 2021): a GEMM of (m x k) @ (k x n) costs 2mnk
+FLOPs; the backward of a GEMM costs twice its forward; attention scores and the weighted sum
+cost ``2 b s^2 a d`` each with no causal discount. *Model FLOPs* count the matmuls of one
+forward and one backward (3x forward); *hardware FLOPs* add what activation recomputation runs
+again (full: every layer's forward; selective: the attention core). With full recomputation the
+hardware FLOPs of a dense GPT step equal Narayanan et al.'s Eq. 3,
+``96 B s l h^2 (1 + s/(6h) + V/(16 l h))``: the output layer is not recomputed. Element-wise
+work (norms, activations, softmax, dropout, residuals, optimizer) is bandwidth-bound; it is
+given bytes for the roofline and counts in neither model nor hardware FLOPs.
+
+Per-GPU costs divide GEMMs by ``tp`` (weights split) and by ``cp`` (tokens split); with
+sequence parallelism element-wise work outside attention and MLP is divided by ``tp`` too.
+Routed experts see ``top_k`` times the tokens, spread evenly over the expert-parallel group.
+Bytes are a roofline estimate: each GEMM reads its operands and writes its result once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+
+from models._plan import ParallelPlan
+from models._spec import ModelSpec
+
+__all__ = [
+    "ACT_BYTES",
+    "LayerCost",
+    "OpCost",
+    "StepFlops",
+    "embedding_cost",
+    "layer_cost",
+    "logits_cost",
+    "optimizer_cost",
+    "step_flops",
+]
+
+#: Bytes per activation / weight element in mixed precision (bf16/fp16).
+ACT_BYTES = 2
+
+
+@dataclass(frozen=True)
+class OpCost:
+    """One operation on one GPU for one micro-batch: FLOPs and bytes, forward and backward."""
+
+    name: str
+    kind: str  # "gemm", "attention", "vector"
+    fwd_flops: int
+    fwd_bytes: int
+    gemm_shape: tuple[int, int, int] | None = None
+    recompute_selective: bool = False
+
+    @property
+    def bwd_flops(self) -> int:
+        """Backward FLOPs: data and weight gradients for GEMMs, twice the forward throughout."""
+        return 2 * self.fwd_flops
+
+    @property
+    def bwd_bytes(self) -> int:
+        """Backward bytes: twice the forward (gradients of inputs and weights)."""
+        return 2 * self.fwd_bytes
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """All operations of one transformer layer on one GPU for one micro-batch."""
+
+    ops: tuple[OpCost, ...]
+
+    @cached_property
+    def fwd_flops(self) -> int:
+        """Forward FLOPs (GEMM + attention core) of the layer."""
+        return sum(op.fwd_flops for op in self.ops)
+
+    @cached_property
+    def fwd_bytes(self) -> int:
+        """Forward bytes of the layer."""
+        return sum(op.fwd_bytes for op in self.ops)
+
+    @cached_property
+    def bwd_flops(self) -> int:
+        """Backward FLOPs of the layer (recomputation not included)."""
+        return sum(op.bwd_flops for op in self.ops)
+
+    @cached_property
+    def bwd_bytes(self) -> int:
+        """Backward bytes of the layer (recomputation not included)."""
+        return sum(op.bwd_bytes for op in self.ops)
+
+    @cached_property
+    def main_gemm_shape(self) -> tuple[int, int, int] | None:
+        """(m, n, k) of the layer's GEMM with the most FLOPs: its efficiency stands for all."""
+        gemms = [op for op in self.ops if op.gemm_shape is not None]
+        if not gemms:
+            return None
+        return max(gemms, key=lambda op: op.fwd_flops).gemm_shape
+
+    def recompute_flops(self, recompute: str) -> int:
+        """Forward FLOPs run again in the backward pass under ``recompute``."""
+        if recompute == "full":
+            return self.fwd_flops
+        if recompute == "selective":
+            return sum(op.fwd_flops for op in self.ops if op.recompute_selective)
+        return 0
+
+    def recompute_bytes(self, recompute: str) -> int:
+        """Forward bytes moved again in the backward pass under ``recompute``."""
+        if recompute == "full":
+            return self.fwd_bytes
+        if recompute == "selective":
+            return sum(op.fwd_bytes for op in self.ops if op.recompute_selective)
+        return 0
+
+
+def _gemm(name: str, m: int, k: int, n: int) -> OpCost:
+    flops = 2 * m * k * n
+    size = ACT_BYTES * (m * k + k * n + m * n)
+    return OpCost(name, "gemm", flops, size, (m, n, k))
+
+
+def _tokens(model: ModelSpec, plan: ParallelPlan) -> int:
+    """Tokens of one micro-batch on one context-parallel rank."""
+    return plan.micro_batch_size * model.seq_len // plan.cp
+
+
+@lru_cache(maxsize=512)
+def layer_cost(model: ModelSpec, plan: ParallelPlan, moe: bool) -> LayerCost:
+    """Per-GPU, per-micro-batch cost of a dense (``moe=False``) or MoE transformer layer."""
+    tp, t = plan.tp, _tokens(model, plan)
+    h = model.hidden_size
+    sp_div = tp if plan.sequence_parallel else 1
+    ops: list[OpCost] = []
+    # Norms, residual adds and dropouts: about 8 reads/writes of a (t x h) tensor per block.
+    vector_bytes = 8 * ACT_BYTES * t * h // sp_div
+    ops.append(OpCost("attn_norm", "vector", 0, vector_bytes // 2))
+    for proj in model.attention_projections():
+        if proj.name == "o":
+            continue
+        out = proj.out_features // tp if proj.tp_split else proj.out_features
+        ops.append(_gemm(proj.name, t, proj.in_features, out))
+    heads = model.num_heads // tp
+    # Attention core: each CP rank's queries meet the whole sequence's keys.
+    kv_len = model.seq_len
+    b = plan.micro_batch_size
+    q_len = t // b
+    score = 2 * b * q_len * kv_len * heads * model.head_dim_qk
+    mix = 2 * b * q_len * kv_len * heads * model.head_dim_v
+    qkv_elems = t * heads * (2 * model.head_dim_qk + 2 * model.head_dim_v)
+    ops.append(OpCost("attn_core", "attention", score + mix, ACT_BYTES * qkv_elems, None, True))
+    o = next(p for p in model.attention_projections() if p.name == "o")
+    ops.append(_gemm("o", t, o.in_features // tp, o.out_features))
+    ops.append(OpCost("mlp_norm", "vector", 0, vector_bytes // 2))
+    if moe:
+        ops.append(_gemm("router", t, h, model.num_experts))
+        local_experts = model.num_experts // plan.ep
+        routed_tokens = t * model.top_k  # per EP rank, perfectly balanced routing
+        per_expert = max(1, routed_tokens // local_experts)
+        for proj in model.mlp_projections(model.expert_ffn_size):
+            k_in = proj.in_features if proj.name == "fc1" else proj.in_features // tp
+            n_out = proj.out_features // tp if proj.name == "fc1" else proj.out_features
+            # A grouped GEMM: every local expert's weights, all routed tokens.
+            flops = 2 * routed_tokens * k_in * n_out
+            size = ACT_BYTES * (routed_tokens * (k_in + n_out) + local_experts * k_in * n_out)
+            shape = (per_expert, n_out, k_in)
+            ops.append(OpCost(f"experts_{proj.name}", "gemm", flops, size, shape))
+        ops.append(
+            OpCost(
+                "experts_act",
+                "vector",
+                0,
+                3 * ACT_BYTES * routed_tokens * model.expert_ffn_size // tp,
+            )
+        )
+        for i in range(model.num_shared_experts):
+            for proj in model.mlp_projections(model.expert_ffn_size):
+                k_in = proj.in_features if proj.name == "fc1" else proj.in_features // tp
+                n_out = proj.out_features // tp if proj.name == "fc1" else proj.out_features
+                ops.append(_gemm(f"shared{i}_{proj.name}", t, k_in, n_out))
+    else:
+        f = model.ffn_size
+        for proj in model.mlp_projections(f):
+            k_in = proj.in_features if proj.name == "fc1" else proj.in_features // tp
+            n_out = proj.out_features // tp if proj.name == "fc1" else proj.out_features
+            ops.append(_gemm(proj.name, t, k_in, n_out))
+            if proj.name == "fc1":
+                ops.append(OpCost("mlp_act", "vector", 0, 3 * ACT_BYTES * t * f // tp))
+    return LayerCost(tuple(ops))
+
+
+def embedding_cost(model: ModelSpec, plan: ParallelPlan) -> OpCost:
+    """Per-GPU embedding lookup (a gather: bytes only) for one micro-batch."""
+    t = _tokens(model, plan)
+    sp_div = plan.tp if plan.sequence_parallel else 1
+    return OpCost("embedding", "vector", 0, 2 * ACT_BYTES * t * model.hidden_size // sp_div)
+
+
+def logits_cost(model: ModelSpec, plan: ParallelPlan) -> tuple[OpCost, OpCost]:
+    """Per-GPU output projection and cross-entropy (fp32 logits) for one micro-batch."""
+    t = _tokens(model, plan)
+    v = model.vocab_size // plan.tp
+    proj = _gemm("logits", t, model.hidden_size, v)
+    loss = OpCost("cross_entropy", "vector", 0, 3 * 4 * t * v)
+    return proj, loss
+
+
+def optimizer_cost(params_local: int) -> OpCost:
+    """Adam step over ``params_local`` weights held by this GPU (fp32 master, m, v)."""
+    # Reads grad (4), master/m/v (12), writes master/m/v (12) and the bf16 copy (2).
+    return OpCost("optimizer", "vector", 0, 30 * params_local)
+
+
+@dataclass(frozen=True)
+class StepFlops:
+    """Matmul FLOPs of one training step over all GPUs: model and hardware (with recompute)."""
+
+    model_flops: int
+    hardware_flops: int
+    tokens: int
+
+    def mfu(self, step_time_s: float, num_gpus: int, peak_flops: float) -> float:
+        """Model FLOPs utilization: model FLOPs per second over the GPUs' peak."""
+        return self.model_flops / (step_time_s * num_gpus * peak_flops)
+
+    def hfu(self, step_time_s: float, num_gpus: int, peak_flops: float) -> float:
+        """Hardware FLOPs utilization: like MFU but counting recomputed work."""
+        return self.hardware_flops / (step_time_s * num_gpus * peak_flops)
+
+
+def _forward_flops_per_sequence(model: ModelSpec) -> tuple[int, int, int]:
+    """Forward matmul FLOPs of one sequence: (layer GEMMs, attention cores, logits)."""
+    s, h = model.seq_len, model.hidden_size
+    attn = sum(2 * s * p.params for p in model.attention_projections())
+    core = 2 * s * s * model.num_heads * (model.head_dim_qk + model.head_dim_v)
+    dense_mlp = sum(2 * s * p.params for p in model.mlp_projections(model.ffn_size))
+    gemm = model.num_dense_layers_effective * (attn + dense_mlp)
+    if model.is_moe:
+        expert = sum(2 * s * p.params for p in model.mlp_projections(model.expert_ffn_size))
+        router = 2 * s * h * model.num_experts
+        moe = attn + router + (model.top_k + model.num_shared_experts) * expert
+        gemm += model.num_moe_layers * moe
+    logits = 2 * s * h * model.vocab_size
+    return gemm, model.num_layers * core, logits
+
+
+def step_flops(model: ModelSpec, plan: ParallelPlan) -> StepFlops:
+    """Model and hardware FLOPs of one optimizer step of ``plan.batch_size`` sequences."""
+    gemm, core, logits = _forward_flops_per_sequence(model)
+    batch = plan.batch_size
+    model_flops = 3 * batch * (gemm + core + logits)
+    if plan.recompute == "full":
+        extra = batch * (gemm + core)
+    elif plan.recompute == "selective":
+        extra = batch * core
+    else:
+        extra = 0
+    return StepFlops(model_flops, model_flops + extra, batch * model.seq_len)

@@ -1,0 +1,602 @@
+"""Chakra ET generation: one graph per rank class (pipeline stage), or one per rank.
+
+Every data/tensor/context/expert-parallel peer of a pipeline stage runs the same program on
+its own shard, so one representative rank per stage (its coordinates all zero except ``pp``)
+describes the stage: these are the *rank classes*. Expert shards do not form classes of their
+own because the plan requires ``num_experts % ep == 0`` and routing is taken as balanced.
+
+Nodes are written in the order the pipeline schedule issues them (1F1B, or Megatron's
+interleaved 1F1B with ``vpp`` model chunks per rank), with node ids ascending in that order.
+Every node carries ``is_cpu_op = false`` (ASTRA-sim reads it) and only ``data_deps``:
+
+* ``COMP_NODE`` — ``num_ops`` (FLOPs), ``tensor_size`` (bytes moved), and string attributes
+  ``stream`` (``"compute"``), ``phase`` (``fwd``/``bwd``/``recompute``/``optimizer``) plus
+  ``micro_batch``, ``chunk``, ``layer`` (int, -1 outside layers) and, at op granularity, ``op``.
+  Backward nodes carry ``recompute_ops`` when recomputation is folded in (layer granularity).
+  GEMM work carries ``gemm_shape`` ``[m, n, k]`` for the device's efficiency curve: the op's
+  own at op granularity, the layer's FLOP-dominant GEMM at layer granularity.
+* ``COMM_COLL_NODE`` — ``comm_type``, ``comm_size`` (bytes per rank, ASTRA-sim's convention:
+  the full buffer for all-reduce/reduce-scatter/all-to-all, the per-rank shard for all-gather),
+  ``pg_name`` (the process-group id as a string) and ``stream``, the group kind (``tp``,
+  ``cp``, ``dp_cp``, ``ep``, ``edp``). Collectives over a group of one rank are left out.
+* ``COMM_SEND_NODE`` / ``COMM_RECV_NODE`` between pipeline stages with ``comm_src``,
+  ``comm_dst``, ``comm_size`` and ``comm_tag``; the tag is the same on both ends:
+  ``1 + (direction * micro_batches + micro_batch) * chunks + chunk_of_receiver``.
+
+``GlobalMetadata`` attributes: ``generator`` ("trainsim.models"), ``model`` and ``plan`` (JSON
+of the ModelSpec and ParallelPlan), ``rank``, ``stage``, ``rank_class`` ("stage<i>"),
+``world_size``, ``granularity``, ``dtype`` (of the compute), and ``process_groups``: a JSON object
+``{"<pg id>": {"kind": "<kind>", "ranks": [..]}}`` for every group the graph's collectives
+name (the engine reads this). ``write_per_rank`` also writes ``comm_groups.json``,
+``{"<pg id>": [ranks]}``, the comm-group file ASTRA-sim takes; it generates every rank in
+turn, so it is meant for worlds of up to a few thousand ranks.
+
+Dependencies: compute nodes form one chain per rank in schedule order; a tensor-parallel
+collective sits on that chain (blocking, as without ``overlap_tp_comm``) or, with
+``overlap_tp_comm``, beside the next compute node, the one after waiting for it. Data-parallel
+gradient collectives hang off the backward node of their layer in the last micro-batch (with
+``overlap_grad_reduce``; otherwise after the whole backward) and the optimizer waits for all of
+them; ZeRO-3 gathers each layer's weights before its forward and backward and reduce-scatters
+its gradients after every micro-batch. A receive follows the previous compute node.
+
+Approximations: context parallelism is an all-gather of keys and values per layer forward and
+a reduce-scatter of their gradients backward (Megatron overlaps a ring of send/receives);
+expert parallelism is one all-to-all to dispatch and one to combine; tied-embedding gradient
+all-reduce between first and last stage, and the vocabulary-parallel loss reductions (a few
+bytes per token) are left out; gradients are reduced in fp32 (4 bytes per weight).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+from chakra_et import (
+    CollectiveCommType,
+    ETGraph,
+    Node,
+    NodeType,
+    make_attr,
+    new_metadata,
+    save,
+)
+from models._errors import ModelsError
+from models._flops import (
+    ACT_BYTES,
+    LayerCost,
+    OpCost,
+    embedding_cost,
+    layer_cost,
+    logits_cost,
+    optimizer_cost,
+)
+from models._memory import local_params
+from models._plan import ParallelPlan, check_plan, stage_layer_ranges
+from models._ranks import RankLayout
+from models._spec import ModelSpec
+
+__all__ = [
+    "Granularity",
+    "generate_rank",
+    "generate_rank_classes",
+    "pipeline_schedule",
+    "write_per_rank",
+    "write_rank_classes",
+]
+
+Granularity = Literal["layer", "op"]
+
+_GRAD_BYTES = 4
+_AR = int(CollectiveCommType.ALL_REDUCE)
+_AG = int(CollectiveCommType.ALL_GATHER)
+_RS = int(CollectiveCommType.REDUCE_SCATTER)
+_A2A = int(CollectiveCommType.ALL_TO_ALL)
+_COMP = int(NodeType.COMP_NODE)
+_COLL = int(NodeType.COMM_COLL_NODE)
+_SEND = int(NodeType.COMM_SEND_NODE)
+_RECV = int(NodeType.COMM_RECV_NODE)
+
+
+def pipeline_schedule(
+    num_stages: int, stage: int, num_micro_batches: int, num_chunks: int = 1
+) -> list[tuple[str, int, int]]:
+    """Order in which ``stage`` runs ``("fwd"|"bwd", micro_batch, chunk)`` steps.
+
+    1F1B when ``num_chunks == 1``: ``p - stage - 1`` warm-up forwards, then one forward and one
+    backward alternately, then the remaining backwards. Interleaved (Megatron-LM): forwards go
+    through chunks in groups of ``p`` micro-batches, with ``2(p - stage - 1) + (v - 1)p``
+    warm-up forwards; backwards visit chunks in reverse.
+    """
+    p, m, v = num_stages, num_micro_batches, num_chunks
+    total = m * v
+
+    def fwd(k: int) -> tuple[str, int, int]:
+        if v == 1:
+            return ("fwd", k, 0)
+        group, within = divmod(k, p * v)
+        return ("fwd", group * p + within % p, (within // p) % v)
+
+    def bwd(k: int) -> tuple[str, int, int]:
+        if v == 1:
+            return ("bwd", k, 0)
+        group, within = divmod(k, p * v)
+        return ("bwd", group * p + within % p, v - 1 - (within // p) % v)
+
+    warmup = p - stage - 1 if v == 1 else 2 * (p - stage - 1) + (v - 1) * p
+    warmup = min(warmup, total)
+    order = [fwd(k) for k in range(warmup)]
+    f = warmup
+    for b in range(total):
+        if f < total:
+            order.append(fwd(f))
+            f += 1
+        order.append(bwd(b))
+    return order
+
+
+def _attr_blob(name: str, value: object) -> bytes:
+    """Wire bytes of one ``attr`` entry of a Node."""
+    return Node(attr=[make_attr(name, value)]).SerializeToString()
+
+
+#: Generation repeats a few thousand distinct attributes many times: encode each once.
+_BLOBS: dict[tuple[str, object, type], bytes] = {}
+
+
+def _encode(attrs: dict[str, object]) -> bytes:
+    """Wire bytes of a Node holding ``is_cpu_op = false`` and ``attrs``."""
+    parts = [_IS_GPU_OP]
+    for key, value in attrs.items():
+        cache_key = (key, value, value.__class__)  # keeps 1 and True apart
+        blob = _BLOBS.get(cache_key)
+        if blob is None:
+            blob = _BLOBS[cache_key] = _attr_blob(key, value)
+        parts.append(blob)
+    return b"".join(parts)
+
+
+# ASTRA-sim reads ``is_cpu_op`` on every node; every generated node runs on the GPU.
+_IS_GPU_OP = _attr_blob("is_cpu_op", False)
+
+
+class _Builder:
+    """Accumulates the nodes of one rank's graph, numbering them in issue order."""
+
+    def __init__(
+        self, model: ModelSpec, plan: ParallelPlan, layout: RankLayout, rank: int, gran: str
+    ) -> None:
+        self.model, self.plan, self.layout, self.rank, self.gran = model, plan, layout, rank, gran
+        self.coord = layout.coord(rank)
+        self.nodes: list[Node] = []
+        self.groups: dict[int, str] = {}
+        self._pg_cache: dict[str, str | None] = {}
+        self._coll_cache: dict[tuple[int, int, str], bytes] = {}
+        # With TP communication overlap a TP collective runs beside the next compute node and
+        # the one after waits for it; sends and the optimizer wait for everything outstanding.
+        self.overlap_tp = plan.overlap_tp_comm
+        self._tp_new: list[int] = []
+        self._tp_due: list[int] = []
+
+    def drain_tp(self) -> list[int]:
+        """TP collectives still outstanding (and forget them): what a sync point waits for."""
+        out = self._tp_due + self._tp_new
+        self._tp_due, self._tp_new = [], []
+        return out
+
+    def _add(
+        self,
+        name: str,
+        node_type: int,
+        attrs: dict[str, object],
+        data_deps: Sequence[int] = (),
+    ) -> int:
+        return self._add_encoded(name, node_type, _encode(attrs), data_deps)
+
+    def _add_encoded(
+        self, name: str, node_type: int, attr_bytes: bytes, data_deps: Sequence[int]
+    ) -> int:
+        nid = len(self.nodes)
+        # Parsing cached wire bytes is several times faster than building attributes in Python.
+        node = Node.FromString(attr_bytes)
+        node.id = nid
+        node.name = name
+        node.type = node_type  # type: ignore[assignment]
+        node.data_deps.extend([d for d in data_deps if d >= 0])
+        self.nodes.append(node)
+        return nid
+
+    def comp(self, name: str, flops: int, size: int, prev: int, attrs: dict[str, object]) -> int:
+        full: dict[str, object] = {
+            "num_ops": flops,
+            "tensor_size": size,
+            "stream": "compute",
+            **attrs,
+        }
+        due = self._tp_due
+        self._tp_due, self._tp_new = self._tp_new, []
+        return self._add(name, _COMP, full, (prev, *due))
+
+    def pg(self, kind: str) -> str | None:
+        """pg_name of this rank's ``kind`` group, or None when the group is a single rank."""
+        if kind not in self._pg_cache:
+            if self.layout.group_size(kind) == 1:
+                self._pg_cache[kind] = None
+            else:
+                pg_id = self.layout.pg_id(kind, self.rank)
+                self.groups[pg_id] = kind
+                self._pg_cache[kind] = str(pg_id)
+        return self._pg_cache[kind]
+
+    def coll(self, name: str, kind: str, comm_type: int, size: int, deps: Sequence[int]) -> int:
+        """Add a collective after ``deps``; return its id, or the last dep when it is a no-op."""
+        pg = self.pg(kind) if size > 0 else None
+        if pg is None:
+            return deps[-1] if deps else -1
+        key = (comm_type, size, pg)
+        encoded = self._coll_cache.get(key)
+        if encoded is None:
+            attrs: dict[str, object] = {
+                "comm_type": comm_type,
+                "comm_size": size,
+                "pg_name": pg,
+                "stream": kind,
+            }
+            encoded = self._coll_cache[key] = _encode(attrs)
+        nid = self._add_encoded(name, _COLL, encoded, deps)
+        if self.overlap_tp and kind == "tp" and deps:
+            self._tp_new.append(nid)
+            return deps[-1]
+        return nid
+
+    def p2p(self, name: str, send: bool, peer: int, size: int, tag: int, after: int) -> int:
+        src, dst = (self.rank, peer) if send else (peer, self.rank)
+        attrs: dict[str, object] = {
+            "comm_src": src,
+            "comm_dst": dst,
+            "comm_size": size,
+            "comm_tag": tag,
+            "stream": "pp",
+        }
+        node_type = _SEND if send else _RECV
+        if send:
+            return self._add(name, node_type, attrs, data_deps=(after, *self.drain_tp()))
+        # A receive is posted once the previous compute is done (ASTRA-sim's own pipeline
+        # example does the same, as a data dependency: its feeder follows data_deps).
+        return self._add(name, node_type, attrs, data_deps=(after,))
+
+
+class _RankProgram:
+    """Emits one rank's training step: the pipeline schedule, then gradient sync and optimizer."""
+
+    def __init__(self, b: _Builder) -> None:
+        self.b = b
+        model, plan = b.model, b.plan
+        self.model, self.plan = model, plan
+        self.stage = b.coord.pp
+        self.chunks: tuple[range, ...] = stage_layer_ranges(model, plan)[self.stage]
+        self.tokens = plan.micro_batch_size * model.seq_len // plan.cp
+        self.act_bytes = ACT_BYTES * self.tokens * model.hidden_size
+        if plan.sequence_parallel:
+            self.act_bytes //= plan.tp
+        self.dense_cost = layer_cost(model, plan, False)
+        self.moe_cost = layer_cost(model, plan, True) if model.is_moe else None
+        self.pending: list[int] = []  # gradient collectives the optimizer waits for
+        self.deferred: list[tuple[str, int]] = []  # (block, micro-batch) reduced after backward
+        sharded = plan.optimizer_sharded or plan.zero_stage >= 2
+        self.grad_type = _RS if sharded else _AR
+
+    # -- sizes of the collectives of one layer --------------------------------------------
+    def _tp_full(self) -> int:
+        return ACT_BYTES * self.tokens * self.model.hidden_size
+
+    def _cp_kv_shard(self) -> int:
+        m = self.model
+        heads = (m.num_heads if m.is_mla else m.kv_heads) // self.plan.tp
+        return ACT_BYTES * self.tokens * heads * (m.head_dim_qk + m.head_dim_v)
+
+    def _ep_bytes(self) -> int:
+        return ACT_BYTES * self.tokens * self.model.top_k * self.model.hidden_size
+
+    def _cost(self, layer: int) -> LayerCost:
+        if self.model.layer_is_moe(layer):
+            assert self.moe_cost is not None
+            return self.moe_cost
+        return self.dense_cost
+
+    def _tp_reduce(self, tag: str, prev: int, count: int) -> int:
+        """TP reduction of ``count`` block outputs: all-reduce, or reduce-scatter with SP."""
+        b, plan = self.b, self.plan
+        full = count * self._tp_full()
+        if plan.sequence_parallel:
+            return b.coll(f"{tag}.tp_rs", "tp", _RS, full, [prev])
+        return b.coll(f"{tag}.tp_ar", "tp", _AR, full, [prev])
+
+    def _tp_gather(self, tag: str, prev: int, count: int) -> int:
+        """TP all-gather of ``count`` sequence-parallel block inputs (only with SP)."""
+        if not self.plan.sequence_parallel:
+            return prev
+        shard = count * self._tp_full() // self.plan.tp
+        return self.b.coll(f"{tag}.tp_ag", "tp", _AG, shard, [prev])
+
+    def _cp_exchange(self, tag: str, phase: str, prev: int) -> int:
+        if self.plan.cp == 1:
+            return prev
+        if phase == "fwd":
+            return self.b.coll(f"{tag}.cp_ag", "cp", _AG, self._cp_kv_shard(), [prev])
+        full = self._cp_kv_shard() * self.plan.cp
+        return self.b.coll(f"{tag}.cp_rs", "cp", _RS, full, [prev])
+
+    # -- one layer -------------------------------------------------------------------------
+    def _layer_coarse(self, layer: int, phase: str, prev: int, attrs: dict[str, object]) -> int:
+        b, plan, cost = self.b, self.plan, self._cost(layer)
+        tag = f"L{layer}.{phase}.mb{attrs['micro_batch']}"
+        prev = self._fsdp_gather(layer, tag, prev)
+        extra: dict[str, object] = {"layer": layer}
+        if cost.main_gemm_shape is not None:
+            extra["gemm_shape"] = cost.main_gemm_shape
+        if phase == "fwd":
+            flops, size = cost.fwd_flops, cost.fwd_bytes
+        else:
+            rflops = cost.recompute_flops(plan.recompute)
+            flops = cost.bwd_flops + rflops
+            size = cost.bwd_bytes + cost.recompute_bytes(plan.recompute)
+            extra["recompute_ops"] = rflops
+        # Full recomputation repeats the forward's two TP exchanges in the backward.
+        count = 4 if phase == "bwd" and plan.recompute == "full" else 2
+        prev = self._tp_gather(tag, prev, count)
+        prev = b.comp(tag, flops, size, prev, {**attrs, **extra})
+        prev = self._cp_exchange(tag, phase, prev)
+        if self.model.layer_is_moe(layer):
+            prev = b.coll(f"{tag}.ep_a2a", "ep", _A2A, 2 * self._ep_bytes(), [prev])
+        return self._tp_reduce(tag, prev, count)
+
+    def _layer_fine(self, layer: int, phase: str, prev: int, attrs: dict[str, object]) -> int:
+        b, plan, cost = self.b, self.plan, self._cost(layer)
+        tag = f"L{layer}.{phase}.mb{attrs['micro_batch']}"
+        prev = self._fsdp_gather(layer, tag, prev)
+        ops: Sequence[OpCost] = cost.ops
+        if phase == "bwd" and plan.recompute != "none":
+            for op in ops:
+                if plan.recompute == "full" or op.recompute_selective:
+                    prev = b.comp(
+                        f"{tag}.{op.name}.recompute",
+                        op.fwd_flops,
+                        op.fwd_bytes,
+                        prev,
+                        {**attrs, "phase": "recompute", "layer": layer, "op": op.name},
+                    )
+        last = ops[-1].name
+        if phase == "bwd":
+            ops = tuple(reversed(ops))
+        for op in ops:
+            fwd = phase == "fwd"
+            flops = op.fwd_flops if fwd else op.bwd_flops
+            size = op.fwd_bytes if fwd else op.bwd_bytes
+            name = f"{tag}.{op.name}"
+            op_attrs: dict[str, object] = {**attrs, "layer": layer, "op": op.name}
+            if op.gemm_shape is not None:
+                op_attrs["gemm_shape"] = op.gemm_shape
+            prev = b.comp(name, flops, size, prev, op_attrs)
+            if op.name in ("attn_norm", "mlp_norm"):
+                prev = self._tp_gather(name, prev, 1)
+            elif op.name in ("qkv", "kv_b"):
+                prev = self._cp_exchange(name, phase, prev)
+            elif op.name == "router":
+                prev = b.coll(f"{name}.ep_dispatch", "ep", _A2A, self._ep_bytes(), [prev])
+            elif op.name == "experts_fc2":
+                prev = b.coll(f"{name}.ep_combine", "ep", _A2A, self._ep_bytes(), [prev])
+            if op.name in ("o", last):
+                prev = self._tp_reduce(name, prev, 1)
+        return prev
+
+    def _fsdp_gather(self, layer: int, tag: str, prev: int) -> int:
+        if self.plan.zero_stage < 3:
+            return prev
+        shard = self._layer_weight_bytes(layer) // (self.plan.dp * self.plan.cp)
+        return self.b.coll(f"{tag}.fsdp_ag", "dp_cp", _AG, shard, [prev])
+
+    def _layer_weight_bytes(self, layer: int) -> int:
+        m, tp = self.model, self.plan.tp
+        if m.layer_is_moe(layer):
+            dense, experts = m.moe_layer_params()
+            return 2 * (dense // tp + experts // (tp * self.plan.ep))
+        return 2 * m.dense_layer_params() // tp
+
+    # -- the step ------------------------------------------------------------------------------
+    def run(self) -> None:
+        b, plan = self.b, self.plan
+        p, v, m = plan.pp, plan.vpp, plan.num_micro_batches
+        c = b.coord
+        prev_stage = b.layout.rank_of(tp=c.tp, cp=c.cp, dp=c.dp, pp=(self.stage - 1) % p)
+        next_stage = b.layout.rank_of(tp=c.tp, cp=c.cp, dp=c.dp, pp=(self.stage + 1) % p)
+        last_chunk = p * v - 1
+        layer_fn = self._layer_coarse if b.gran == "layer" else self._layer_fine
+        prev = -1
+        for phase, mb, chunk in pipeline_schedule(p, self.stage, m, v):
+            gchunk = chunk * p + self.stage
+            attrs: dict[str, object] = {"phase": phase, "micro_batch": mb, "chunk": chunk}
+            fwd = phase == "fwd"
+            if gchunk > 0 if fwd else gchunk < last_chunk:
+                peer = prev_stage if fwd else next_stage
+                tag = 1 + ((0 if fwd else 1) * m + mb) * v + chunk
+                recv = b.p2p(
+                    f"recv.{phase}.mb{mb}.c{chunk}", False, peer, self.act_bytes, tag, prev
+                )
+                prev = recv  # the receive itself follows ``prev``
+            if fwd:
+                if gchunk == 0:
+                    size = embedding_cost(self.model, plan).fwd_bytes
+                    prev = b.comp(f"embedding.fwd.mb{mb}", 0, size, prev, {**attrs, "layer": -1})
+                for layer in self.chunks[chunk]:
+                    prev = layer_fn(layer, "fwd", prev, attrs)
+                if gchunk == last_chunk:
+                    prev = self._logits("fwd", mb, prev, attrs)
+                else:
+                    tag = 1 + mb * v + (gchunk + 1) // p
+                    b.p2p(f"send.fwd.mb{mb}.c{chunk}", True, next_stage, self.act_bytes, tag, prev)
+            else:
+                if gchunk == last_chunk:
+                    prev = self._logits("bwd", mb, prev, attrs)
+                    has_output = not self.model.tied_embeddings or p * v > 1
+                    if has_output and (mb == m - 1 or plan.zero_stage >= 3):
+                        self._grad_sync("output", prev, mb)
+                for layer in reversed(self.chunks[chunk]):
+                    prev = layer_fn(layer, "bwd", prev, attrs)
+                    if mb == m - 1 or plan.zero_stage >= 3:
+                        self._grad_sync(f"L{layer}", prev, mb)
+                if gchunk == 0:
+                    size = embedding_cost(self.model, plan).bwd_bytes
+                    prev = b.comp(f"embedding.bwd.mb{mb}", 0, size, prev, {**attrs, "layer": -1})
+                    if mb == m - 1 or plan.zero_stage >= 3:
+                        self._grad_sync("embedding", prev, mb)
+                else:
+                    tag = 1 + (m + mb) * v + (gchunk - 1) // p
+                    b.p2p(f"send.bwd.mb{mb}.c{chunk}", True, prev_stage, self.act_bytes, tag, prev)
+        self._optimizer(prev)
+
+    def _logits(self, phase: str, mb: int, prev: int, attrs: dict[str, object]) -> int:
+        proj, loss = logits_cost(self.model, self.plan)
+        if phase == "fwd":
+            flops, size = proj.fwd_flops, proj.fwd_bytes + loss.fwd_bytes
+        else:
+            flops, size = proj.bwd_flops, proj.bwd_bytes + loss.bwd_bytes
+        extra: dict[str, object] = {"layer": -1}
+        if proj.gemm_shape is not None:
+            extra["gemm_shape"] = proj.gemm_shape
+        return self.b.comp(f"logits.{phase}.mb{mb}", flops, size, prev, {**attrs, **extra})
+
+    def _grad_sync(self, block: str, after: int, mb: int) -> None:
+        """Gradient reduction of one block's weights, as soon as its backward is done.
+
+        ``block`` is ``L<layer>``, ``embedding`` or ``output``.
+        """
+        if not (self.plan.overlap_grad_reduce or self.plan.zero_stage >= 3):
+            self.deferred.append((block, mb))  # issued after the whole backward instead
+            return
+        self._emit_grad_sync(block, after, mb)
+
+    def _block_params(self, block: str) -> tuple[int, int]:
+        """Weights of a block on this GPU: (dense part, expert part)."""
+        plan, m, tp = self.plan, self.model, self.plan.tp
+        if block == "embedding":
+            return m.vocab_size * m.hidden_size // tp, 0
+        if block == "output":
+            return m.vocab_size * m.hidden_size // tp, 0
+        layer = int(block[1:])
+        if m.layer_is_moe(layer):
+            dense, experts = m.moe_layer_params()
+            return dense // tp, experts // (tp * plan.ep)
+        return m.dense_layer_params() // tp, 0
+
+    def _emit_grad_sync(self, block: str, after: int, mb: int) -> None:
+        dense_local, expert_local = self._block_params(block)
+        for kind, count in (("dp_cp", dense_local), ("edp", expert_local)):
+            name = f"{block}.grad.{kind}.mb{mb}"
+            nid = self.b.coll(name, kind, self.grad_type, _GRAD_BYTES * count, [after])
+            if nid != after:
+                self.pending.append(nid)
+
+    def _optimizer(self, tail: int) -> None:
+        b, plan = self.b, self.plan
+        for block, mb in self.deferred:
+            self._emit_grad_sync(block, tail, mb)
+        dense, experts = local_params(self.model, plan, self.stage)
+        if plan.optimizer_sharded:
+            local = -(-dense // (plan.dp * plan.cp)) + -(-experts // plan.expert_dp)
+        else:
+            local = dense + experts
+        size = optimizer_cost(local).fwd_bytes
+        attrs: dict[str, object] = {
+            "num_ops": 0,
+            "tensor_size": size,
+            "stream": "compute",
+            "phase": "optimizer",
+            "layer": -1,
+        }
+        nid = b._add("optimizer", _COMP, attrs, (tail, *self.pending, *b.drain_tp()))
+        if plan.optimizer_sharded and plan.zero_stage < 3:
+            for kind, count, group in (
+                ("dp_cp", dense, plan.dp * plan.cp),
+                ("edp", experts, plan.expert_dp),
+            ):
+                b.coll(f"param_gather.{kind}", kind, _AG, 2 * (-(-count // group)), [nid])
+
+
+def generate_rank(
+    model: ModelSpec, plan: ParallelPlan, rank: int, *, granularity: Granularity = "layer"
+) -> ETGraph:
+    """The ET of one rank's training step."""
+    check_plan(model, plan)
+    if granularity not in ("layer", "op"):
+        raise ModelsError(f"granularity={granularity!r} must be 'layer' or 'op'")
+    layout = RankLayout(plan)
+    builder = _Builder(model, plan, layout, rank, granularity)
+    _RankProgram(builder).run()
+    stage = builder.coord.pp
+    groups = {
+        str(pg): {"kind": kind, "ranks": list(layout.group_ranks(kind, rank))}
+        for pg, kind in sorted(builder.groups.items())
+    }
+    metadata = new_metadata(
+        attrs={
+            "generator": "trainsim.models",
+            "model": model.model_dump_json(),
+            "plan": plan.model_dump_json(),
+            "rank": rank,
+            "stage": stage,
+            "rank_class": f"stage{stage}",
+            "world_size": plan.num_gpus,
+            "granularity": granularity,
+            "dtype": plan.dtype,
+            "process_groups": json.dumps(groups, separators=(",", ":")),
+        }
+    )
+    return ETGraph(metadata, builder.nodes)
+
+
+def generate_rank_classes(
+    model: ModelSpec, plan: ParallelPlan, *, granularity: Granularity = "layer"
+) -> dict[int, ETGraph]:
+    """One ET per pipeline stage, for its representative rank (``tp = cp = dp = 0``)."""
+    layout = RankLayout(plan)
+    return {
+        stage: generate_rank(model, plan, layout.rank_of(pp=stage), granularity=granularity)
+        for stage in range(plan.pp)
+    }
+
+
+def write_rank_classes(
+    graphs: dict[int, ETGraph], out_dir: str | Path, prefix: str = "workload"
+) -> list[Path]:
+    """Write rank-class graphs as ``PREFIX.stage<i>.et``; return the paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for stage, graph in sorted(graphs.items()):
+        path = out / f"{prefix}.stage{stage}.et"
+        save(graph, path)
+        paths.append(path)
+    return paths
+
+
+def write_per_rank(
+    model: ModelSpec,
+    plan: ParallelPlan,
+    out_dir: str | Path,
+    prefix: str = "workload",
+    *,
+    granularity: Granularity = "layer",
+) -> list[Path]:
+    """Write ``PREFIX.<rank>.et`` for every rank and ``comm_groups.json`` (ASTRA-sim layout)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for rank in range(plan.num_gpus):
+        path = out / f"{prefix}.{rank}.et"
+        save(generate_rank(model, plan, rank, granularity=granularity), path)
+        paths.append(path)
+    groups = RankLayout(plan).comm_groups()
+    (out / "comm_groups.json").write_text(json.dumps(groups, separators=(",", ":")))
+    return paths

@@ -1,0 +1,200 @@
+"""ParallelPlan: how a training job splits one model over GPUs, and its checks against a model.
+
+Dimensions follow Megatron-LM: tensor (``tp``, optionally with sequence parallelism), context
+(``cp``), data (``dp``) and pipeline (``pp``, 1F1B, interleaved with ``vpp`` virtual stages per
+rank) parallelism multiply to the GPU count; expert parallelism (``ep``) splits the experts of
+MoE layers over ranks of the data x context dimension (experts keep the dense layers' tensor
+parallelism). ZeRO stage 1 (or ``distributed_optimizer``) shards optimizer states over the
+data x context group, stage 2 also gradients, stage 3 (FSDP) also weights.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from models._errors import InvalidPlanError
+from models._spec import ModelSpec
+
+__all__ = ["ParallelPlan", "Recompute", "check_plan", "plan_from_mapping", "stage_layer_ranges"]
+
+Recompute = Literal["none", "selective", "full"]
+
+
+class ParallelPlan(BaseModel):
+    """Parallelism degrees, batch sizes, recompute, ZeRO stage and overlap switches of a job."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tp: int = Field(1, ge=1, description="tensor-parallel size")
+    pp: int = Field(1, ge=1, description="pipeline-parallel stages")
+    dp: int = Field(1, ge=1, description="data-parallel replicas")
+    cp: int = Field(1, ge=1, description="context-parallel size (sequence split for attention)")
+    ep: int = Field(1, ge=1, description="expert-parallel size, within dp x cp")
+    vpp: int = Field(1, ge=1, description="virtual stages per pipeline rank (interleaved 1F1B)")
+    first_stage_layers: int | None = Field(
+        None, ge=1, description="layers of the first pipeline stage when uneven (Llama 3 405B)"
+    )
+    last_stage_layers: int | None = Field(
+        None, ge=1, description="layers of the last pipeline stage when uneven"
+    )
+    sequence_parallel: bool = Field(False, description="shard norms/dropout over the TP group")
+    zero_stage: int = Field(0, ge=0, le=3, description="ZeRO stage; 3 is FSDP")
+    distributed_optimizer: bool = Field(False, description="shard optimizer states (ZeRO-1)")
+    micro_batch_size: int = Field(1, ge=1, description="sequences per micro-batch")
+    global_batch_size: int | None = Field(None, ge=1, description="sequences per step")
+    recompute: Recompute = Field("none", description="activation recomputation")
+    overlap_grad_reduce: bool = Field(True, description="overlap DP gradient reduction")
+    overlap_param_gather: bool = Field(True, description="overlap ZeRO/FSDP parameter gathers")
+    overlap_tp_comm: bool = Field(False, description="overlap TP communication with GEMMs")
+    dtype: Literal["bf16", "fp16", "fp8"] = Field("bf16", description="compute dtype")
+
+    @model_validator(mode="after")
+    def _check(self) -> ParallelPlan:
+        per_step = self.micro_batch_size * self.dp
+        if self.global_batch_size is not None and self.global_batch_size % per_step:
+            raise InvalidPlanError(
+                f"global_batch_size={self.global_batch_size} must be a multiple of "
+                f"micro_batch_size*dp={self.micro_batch_size}*{self.dp}={per_step}"
+            )
+        if (self.dp * self.cp) % self.ep:
+            raise InvalidPlanError(
+                f"ep={self.ep} must divide dp*cp={self.dp}*{self.cp}={self.dp * self.cp}"
+            )
+        if self.vpp > 1:
+            if self.pp == 1:
+                raise InvalidPlanError(f"vpp={self.vpp} needs pp > 1 (pp=1)")
+            if self.num_micro_batches % self.pp:
+                raise InvalidPlanError(
+                    f"interleaved schedule (vpp={self.vpp}) needs the number of micro-batches "
+                    f"({self.num_micro_batches}) to be a multiple of pp={self.pp}"
+                )
+        return self
+
+    @classmethod
+    def for_gpus(cls, num_gpus: int, **fields: object) -> ParallelPlan:
+        """Build a plan whose ``dp`` is what ``num_gpus`` leaves after tp x pp x cp."""
+        tp, pp, cp = (int(str(fields.get(k, 1))) for k in ("tp", "pp", "cp"))
+        model_parallel = tp * pp * cp
+        if num_gpus < 1 or num_gpus % model_parallel:
+            raise InvalidPlanError(
+                f"gpus={num_gpus} must be a positive multiple of tp*pp*cp="
+                f"{tp}*{pp}*{cp}={model_parallel}"
+            )
+        return plan_from_mapping({**fields, "dp": num_gpus // model_parallel})
+
+    @property
+    def num_gpus(self) -> int:
+        """GPUs the plan occupies: tp x cp x dp x pp."""
+        return self.tp * self.cp * self.dp * self.pp
+
+    @property
+    def batch_size(self) -> int:
+        """Sequences per optimizer step (global batch)."""
+        return self.global_batch_size or self.micro_batch_size * self.dp
+
+    @property
+    def num_micro_batches(self) -> int:
+        """Micro-batches each pipeline runs per step (the gradient-accumulation steps)."""
+        return self.batch_size // (self.micro_batch_size * self.dp)
+
+    @property
+    def expert_dp(self) -> int:
+        """Data-parallel size of expert weights: dp x cp / ep."""
+        return self.dp * self.cp // self.ep
+
+    @property
+    def optimizer_sharded(self) -> bool:
+        """Whether optimizer states are sharded over the data x context group."""
+        return self.zero_stage >= 1 or self.distributed_optimizer
+
+    @property
+    def num_model_chunks(self) -> int:
+        """Pipeline model chunks in total: pp x vpp."""
+        return self.pp * self.vpp
+
+
+def plan_from_mapping(data: object) -> ParallelPlan:
+    """Validate a mapping of plan fields; errors name the field and the allowed range."""
+    try:
+        return ParallelPlan.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        loc = ".".join(str(p) for p in err["loc"])
+        where = f"{loc}={err['input']!r}: " if loc else ""
+        raise InvalidPlanError(f"plan: {where}{msg}") from None
+
+
+def check_plan(model: ModelSpec, plan: ParallelPlan) -> None:
+    """Reject a plan that does not fit ``model``; the error names the field and the numbers."""
+    tp = plan.tp
+    if model.num_heads % tp:
+        raise InvalidPlanError(f"num_heads={model.num_heads} is not divisible by tp={tp}")
+    if not model.is_mla and model.kv_heads % tp:
+        raise InvalidPlanError(f"num_kv_heads={model.kv_heads} is not divisible by tp={tp}")
+    if model.ffn_size % tp or (model.is_moe and model.expert_ffn_size % tp):
+        raise InvalidPlanError(
+            f"ffn_hidden_size={model.ffn_size} / expert_ffn_hidden_size="
+            f"{model.expert_ffn_size} is not divisible by tp={tp}"
+        )
+    stage_layer_ranges(model, plan)
+    if plan.cp > 1 and model.seq_len % (2 * plan.cp):
+        raise InvalidPlanError(
+            f"seq_len={model.seq_len} must be divisible by 2*cp={2 * plan.cp} "
+            "(load-balanced context parallelism)"
+        )
+    if plan.sequence_parallel and (model.seq_len // plan.cp) % tp:
+        raise InvalidPlanError(
+            f"sequence parallelism needs seq_len/cp={model.seq_len // plan.cp} divisible by tp={tp}"
+        )
+    if plan.ep > 1 and not model.is_moe:
+        raise InvalidPlanError(f"ep={plan.ep} needs an MoE model ({model.name} is dense)")
+    if model.is_moe and model.num_experts % plan.ep:
+        raise InvalidPlanError(f"num_experts={model.num_experts} is not divisible by ep={plan.ep}")
+
+
+def stage_layer_ranges(model: ModelSpec, plan: ParallelPlan) -> tuple[tuple[range, ...], ...]:
+    """Layer indices of every model chunk, by stage: ``result[stage][virtual_chunk]``.
+
+    Chunk ``v * pp + stage`` of the interleaved schedule lives on ``stage``. With
+    ``first_stage_layers``/``last_stage_layers`` (1F1B only) the other stages split the rest.
+    """
+    pp, vpp, layers = plan.pp, plan.vpp, model.num_layers
+    uneven = plan.first_stage_layers is not None or plan.last_stage_layers is not None
+    if not uneven:
+        chunks = plan.num_model_chunks
+        if layers % chunks:
+            raise InvalidPlanError(
+                f"num_layers={layers} is not divisible by pp*vpp={pp}*{vpp}={chunks}"
+            )
+        per = layers // chunks
+        return tuple(
+            tuple(range((v * pp + s) * per, (v * pp + s + 1) * per) for v in range(vpp))
+            for s in range(pp)
+        )
+    if vpp > 1 or pp < 2:
+        raise InvalidPlanError(
+            f"first_stage_layers/last_stage_layers need pp >= 2 and vpp=1 (pp={pp}, vpp={vpp})"
+        )
+    first, last = plan.first_stage_layers, plan.last_stage_layers
+    middle = pp - (first is not None) - (last is not None)
+    rest = layers - (first or 0) - (last or 0)
+    if rest < 0 or (middle == 0 and rest) or (middle and (rest % middle or rest == 0)):
+        raise InvalidPlanError(
+            f"num_layers={layers} minus first_stage_layers={first} and last_stage_layers={last} "
+            f"leaves {rest}, which the {middle} other stages cannot split evenly"
+        )
+    per = rest // middle if middle else 0
+    counts = [per] * pp
+    if first is not None:
+        counts[0] = first
+    if last is not None:
+        counts[-1] = last
+    out: list[tuple[range, ...]] = []
+    start = 0
+    for count in counts:
+        out.append((range(start, start + count),))
+        start += count
+    return tuple(out)

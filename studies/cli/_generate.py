@@ -1,0 +1,147 @@
+"""``trainsim generate``: write the Chakra ETs of a model under a parallelism plan.
+
+Also home of the model and plan flags that ``trainsim memory`` shares.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+import models
+from studies.cli._main import CLIError
+
+__all__ = ["add_workload_flags", "register", "workload_from_args"]
+
+
+def add_workload_flags(parser: argparse.ArgumentParser) -> None:
+    """Add the flags that describe a model and its parallelism plan."""
+    # Not argparse-required, so that a --config file can supply it.
+    parser.add_argument(
+        "--model", help="preset name (e.g. llama3-70b), YAML file, or config.json (required)"
+    )
+    parser.add_argument("--gpus", type=int, help="GPU count; dp = gpus / (tp*pp*cp)")
+    parser.add_argument("--dp", type=int, help="data-parallel size (instead of --gpus)")
+    parser.add_argument("--tp", type=int, default=1, help="tensor-parallel size")
+    parser.add_argument("--pp", type=int, default=1, help="pipeline stages")
+    parser.add_argument("--cp", type=int, default=1, help="context-parallel size")
+    parser.add_argument("--ep", type=int, default=1, help="expert-parallel size")
+    parser.add_argument("--vpp", type=int, default=1, help="virtual stages per pipeline rank")
+    parser.add_argument(
+        "--sp", "--sequence-parallel", dest="sp", action="store_true", help="sequence parallel"
+    )
+    parser.add_argument("--zero", type=int, default=0, choices=range(4), help="ZeRO stage")
+    parser.add_argument(
+        "--distributed-optimizer", action="store_true", help="shard optimizer states (ZeRO-1)"
+    )
+    parser.add_argument("--micro-batch", type=int, default=1, help="sequences per micro-batch")
+    parser.add_argument("--global-batch", type=int, help="sequences per step (default: mb*dp)")
+    parser.add_argument("--seq", type=int, help="sequence length (default: the model's)")
+    parser.add_argument(
+        "--recompute", choices=("none", "selective", "full"), default="none", help="recompute"
+    )
+    parser.add_argument("--first-stage-layers", type=int, help="layers of the first stage")
+    parser.add_argument("--last-stage-layers", type=int, help="layers of the last stage")
+    parser.add_argument(
+        "--no-overlap-grad-reduce", action="store_true", help="reduce gradients after backward"
+    )
+    parser.add_argument("--tp-comm-overlap", action="store_true", help="overlap TP comms")
+
+
+def workload_from_args(args: argparse.Namespace) -> tuple[models.ModelSpec, models.ParallelPlan]:
+    """Build and check the ModelSpec and ParallelPlan the flags describe."""
+    if not args.model:
+        raise CLIError(f"trainsim {args.command}: --model is required")
+    model = models.load_model(args.model)
+    if args.seq is not None:
+        model = models.model_from_mapping({**model.model_dump(), "seq_len": args.seq})
+    fields: dict[str, Any] = {
+        "tp": args.tp,
+        "pp": args.pp,
+        "cp": args.cp,
+        "ep": args.ep,
+        "vpp": args.vpp,
+        "sequence_parallel": args.sp,
+        "zero_stage": args.zero,
+        "distributed_optimizer": args.distributed_optimizer,
+        "micro_batch_size": args.micro_batch,
+        "global_batch_size": args.global_batch,
+        "recompute": args.recompute,
+        "first_stage_layers": args.first_stage_layers,
+        "last_stage_layers": args.last_stage_layers,
+        "overlap_grad_reduce": not args.no_overlap_grad_reduce,
+        "overlap_tp_comm": args.tp_comm_overlap,
+    }
+    if args.gpus is not None:
+        if args.dp is not None and args.dp * args.tp * args.pp * args.cp != args.gpus:
+            raise models.InvalidPlanError(
+                f"--dp={args.dp} disagrees with --gpus={args.gpus} / (tp*pp*cp)"
+            )
+        plan = models.ParallelPlan.for_gpus(args.gpus, **fields)
+    else:
+        plan = models.plan_from_mapping({**fields, "dp": args.dp or 1})
+    models.check_plan(model, plan)
+    return model, plan
+
+
+def register(sub: Any) -> None:
+    """Add the ``generate`` subcommand."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "generate", help="write per-stage (or per-rank) Chakra ETs of a model and plan"
+    )
+    add_workload_flags(parser)
+    parser.add_argument(
+        "--granularity", choices=("layer", "op"), default="layer", help="node granularity"
+    )
+    parser.add_argument("-o", "--output", metavar="DIR", help="output folder (required)")
+    parser.add_argument("--prefix", default="workload", help="file name prefix")
+    parser.add_argument(
+        "--per-rank",
+        action="store_true",
+        help="write PREFIX.<rank>.et for every rank plus comm_groups.json (ASTRA-sim)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if not args.output:
+        raise CLIError("trainsim generate: -o/--output is required")
+    model, plan = workload_from_args(args)
+    if args.per_rank:
+        paths = models.write_per_rank(
+            model, plan, args.output, args.prefix, granularity=args.granularity
+        )
+        nodes: dict[str, int] = {}
+    else:
+        graphs = models.generate_rank_classes(model, plan, granularity=args.granularity)
+        paths = models.write_rank_classes(graphs, args.output, args.prefix)
+        nodes = {f"stage{stage}": len(g) for stage, g in graphs.items()}
+    flops = models.step_flops(model, plan)
+    payload = {
+        "model": model.name,
+        "gpus": plan.num_gpus,
+        "plan": plan.model_dump(),
+        "granularity": args.granularity,
+        "files": [str(p) for p in paths],
+        "nodes": nodes,
+        "model_flops_per_step": flops.model_flops,
+        "hardware_flops_per_step": flops.hardware_flops,
+    }
+    if args.json:
+        print(json.dumps(payload))
+        return 0
+    print(
+        f"{model.name}: {plan.num_gpus} GPUs = tp {plan.tp} x cp {plan.cp} x dp {plan.dp} x "
+        f"pp {plan.pp} (ep {plan.ep}, vpp {plan.vpp}), {plan.num_micro_batches} micro-batches"
+    )
+    print(
+        f"step: {flops.model_flops / 1e15:.1f} PFLOP model, "
+        f"{flops.hardware_flops / 1e15:.1f} PFLOP hardware"
+    )
+    kind = "rank" if args.per_rank else "rank-class"
+    print(f"wrote {len(paths)} {kind} ET file(s) to {args.output}")
+    for stage, count in nodes.items():
+        print(f"  {args.prefix}.{stage}.et: {count} nodes")
+    return 0

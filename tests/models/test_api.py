@@ -1,0 +1,71 @@
+"""The public surface of ``models`` changes only on purpose."""
+
+from __future__ import annotations
+
+import models
+
+
+def test_all_is_the_curated_public_api() -> None:
+    assert sorted(models.__all__) == sorted(
+        [
+            "DEVICE_PRESETS",
+            "GROUP_KINDS",
+            "MODEL_PRESETS",
+            "DType",
+            "DeviceSpec",
+            "EfficiencyModel",
+            "Granularity",
+            "InvalidModelError",
+            "InvalidPlanError",
+            "LayerCost",
+            "MemoryBreakdown",
+            "MemoryCapacityError",
+            "ModelSpec",
+            "ModelsError",
+            "OpCost",
+            "ParallelPlan",
+            "Projection",
+            "RankCoord",
+            "RankLayout",
+            "Recompute",
+            "StepFlops",
+            "UnknownPresetError",
+            "check_memory",
+            "check_plan",
+            "device_preset",
+            "embedding_cost",
+            "generate_rank",
+            "generate_rank_classes",
+            "layer_cost",
+            "load_device",
+            "load_model",
+            "local_params",
+            "logits_cost",
+            "memory_by_stage",
+            "memory_per_gpu",
+            "model_from_hf_config",
+            "model_from_mapping",
+            "model_preset",
+            "optimizer_cost",
+            "pipeline_schedule",
+            "plan_from_mapping",
+            "stage_layer_ranges",
+            "stage_layers",
+            "step_flops",
+            "write_per_rank",
+            "write_rank_classes",
+        ]
+    )
+    for name in models.__all__:
+        assert hasattr(models, name), name
+
+
+def test_every_error_is_a_value_error() -> None:
+    for err in (
+        models.ModelsError,
+        models.InvalidModelError,
+        models.InvalidPlanError,
+        models.MemoryCapacityError,
+        models.UnknownPresetError,
+    ):
+        assert issubclass(err, ValueError)

@@ -1,0 +1,158 @@
+"""ParallelPlan validation, stage layer splits, and rank/process-group layout properties."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models import (
+    GROUP_KINDS,
+    InvalidPlanError,
+    ParallelPlan,
+    RankLayout,
+    check_plan,
+    model_preset,
+    plan_from_mapping,
+    stage_layer_ranges,
+)
+
+
+def test_derived_sizes() -> None:
+    plan = ParallelPlan.for_gpus(16384, tp=8, pp=16, micro_batch_size=1, global_batch_size=2048)
+    assert plan.dp == 128 and plan.num_gpus == 16384 and plan.num_micro_batches == 16
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"tp": 0}, r"tp=0: Input should be greater than or equal to 1"),
+        ({"zero_stage": 4}, r"zero_stage=4: Input should be less than or equal to 3"),
+        ({"dp": 4, "micro_batch_size": 2, "global_batch_size": 12}, r"global_batch_size=12.*=8"),
+        ({"dp": 3, "ep": 2}, r"ep=2 must divide dp\*cp=3\*1=3"),
+        ({"vpp": 2}, r"vpp=2 needs pp > 1"),
+        ({"pp": 4, "vpp": 2, "global_batch_size": 6}, r"micro-batches \(6\).*pp=4"),
+    ],
+)
+def test_invalid_plans_name_field_and_numbers(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidPlanError, match=message):
+        plan_from_mapping(fields)
+
+
+def test_gpus_not_divisible() -> None:
+    with pytest.raises(InvalidPlanError, match=r"gpus=1000.*tp\*pp\*cp=8\*16\*1=128"):
+        ParallelPlan.for_gpus(1000, tp=8, pp=16)
+
+
+def test_plans_checked_against_model() -> None:
+    llama = model_preset("llama3-70b")
+    check_plan(llama, ParallelPlan(tp=8, pp=8, dp=2))
+    with pytest.raises(InvalidPlanError, match="num_kv_heads=8 is not divisible by tp=16"):
+        check_plan(llama, ParallelPlan(tp=16))
+    with pytest.raises(InvalidPlanError, match="num_heads=64 is not divisible by tp=3"):
+        check_plan(llama, ParallelPlan(tp=3))
+    with pytest.raises(InvalidPlanError, match=r"num_layers=80 is not divisible by pp\*vpp=6\*1"):
+        check_plan(llama, ParallelPlan(pp=6))
+    with pytest.raises(InvalidPlanError, match="seq_len=8192 must be divisible by 2\\*cp=6"):
+        check_plan(llama, ParallelPlan(cp=3))
+    with pytest.raises(InvalidPlanError, match="ep=2 needs an MoE model"):
+        check_plan(llama, ParallelPlan(dp=2, ep=2))
+    with pytest.raises(InvalidPlanError, match="num_experts=8 is not divisible by ep=16"):
+        check_plan(model_preset("mixtral-8x7b"), ParallelPlan(dp=16, ep=16))
+
+
+def test_uneven_first_and_last_stages() -> None:
+    # Llama 3 405B was trained with one layer fewer on the first and last of 16 stages.
+    model = model_preset("llama3-405b")
+    plan = ParallelPlan(tp=8, pp=16, first_stage_layers=7, last_stage_layers=7)
+    ranges = stage_layer_ranges(model, plan)
+    counts = [len(chunks[0]) for chunks in ranges]
+    assert counts == [7] + [8] * 14 + [7]
+    assert [i for chunks in ranges for i in chunks[0]] == list(range(126))
+    with pytest.raises(InvalidPlanError, match="num_layers=126 is not divisible by pp\\*vpp=16"):
+        check_plan(model, ParallelPlan(tp=8, pp=16))
+    with pytest.raises(InvalidPlanError, match="leaves 119"):
+        check_plan(model, ParallelPlan(tp=8, pp=16, first_stage_layers=7))
+
+
+def test_interleaved_chunks_are_strided() -> None:
+    model = model_preset("gpt-175b")
+    ranges = stage_layer_ranges(model, ParallelPlan(pp=8, vpp=3, global_batch_size=8))
+    assert ranges[0] == (range(0, 4), range(32, 36), range(64, 68))
+    assert ranges[7][2] == range(92, 96)
+
+
+plans = st.builds(
+    ParallelPlan,
+    tp=st.sampled_from([1, 2, 4, 8]),
+    pp=st.sampled_from([1, 2, 3, 4]),
+    cp=st.sampled_from([1, 2]),
+    dp=st.sampled_from([1, 2, 4, 6]),
+).filter(lambda p: p.num_gpus <= 768)
+
+
+@st.composite
+def plans_with_ep(draw: st.DrawFn) -> ParallelPlan:
+    plan = draw(plans)
+    divisors = [e for e in range(1, plan.dp * plan.cp + 1) if (plan.dp * plan.cp) % e == 0]
+    return plan.model_copy(update={"ep": draw(st.sampled_from(divisors))})
+
+
+@settings(max_examples=60, deadline=None)
+@given(plans_with_ep())
+def test_every_group_kind_partitions_the_ranks(plan: ParallelPlan) -> None:
+    layout = RankLayout(plan)
+    world = np.arange(plan.num_gpus)
+    for kind in GROUP_KINDS:
+        groups = layout.groups(kind)
+        assert groups.shape == (layout.num_groups(kind), layout.group_size(kind))
+        assert np.array_equal(np.sort(groups.ravel()), world)
+    # TP x CP x DP x PP are orthogonal: two ranks share at most one group of these kinds.
+    assert layout.group_size("dp_cp") == plan.dp * plan.cp
+    assert layout.group_size("ep") * layout.group_size("edp") == plan.dp * plan.cp
+
+
+@settings(max_examples=60, deadline=None)
+@given(plans_with_ep(), st.data())
+def test_rank_coordinates_and_group_lookups_agree(plan: ParallelPlan, data: st.DataObject) -> None:
+    layout = RankLayout(plan)
+    rank = data.draw(st.integers(0, plan.num_gpus - 1))
+    c = layout.coord(rank)
+    assert layout.rank_of(tp=c.tp, cp=c.cp, dp=c.dp, pp=c.pp) == rank
+    seen_ids = set()
+    for kind in GROUP_KINDS:
+        members = layout.group_ranks(kind, rank)
+        assert rank in members and list(members) == sorted(members)
+        pg = layout.pg_id(kind, rank)
+        assert layout.kind_of_pg(pg) == (kind, layout.group_index(kind, rank))
+        seen_ids.add(pg)
+        for other in members:
+            o = layout.coord(other)
+            # Members differ only in the dimension(s) the kind spans.
+            assert o.pp == c.pp or kind == "pp"
+            if kind in ("tp", "cp", "dp", "dp_cp", "ep", "edp"):
+                assert o.pp == c.pp
+            if kind != "tp":
+                assert o.tp == c.tp
+            if kind == "tp":
+                assert (o.cp, o.dp) == (c.cp, c.dp)
+            if kind == "ep":
+                assert o.edp == c.edp
+            if kind == "edp":
+                assert o.ep == c.ep
+    assert len(seen_ids) == len(GROUP_KINDS)
+
+
+def test_layout_matches_megatron_order() -> None:
+    layout = RankLayout(ParallelPlan(tp=2, cp=2, dp=2, pp=2))
+    assert layout.group_ranks("tp", 0) == (0, 1)
+    assert layout.group_ranks("cp", 0) == (0, 2)
+    assert layout.group_ranks("dp", 0) == (0, 4)
+    assert layout.group_ranks("dp_cp", 1) == (1, 3, 5, 7)
+    assert layout.group_ranks("pp", 3) == (3, 11)
+    comm = layout.comm_groups()
+    assert len(comm) == sum(layout.num_groups(k) for k in GROUP_KINDS)
+    assert sorted(int(k) for k in comm) == list(range(1, len(comm) + 1))
+    with pytest.raises(InvalidPlanError, match=r"rank=16 is outside \[0, 15\]"):
+        layout.coord(16)
