@@ -25,6 +25,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "studies.cli._et",
     "studies.cli._collective",
     "studies.cli._simulate",
+    "studies.cli._predict",
+    "studies.cli._validate",
     "studies.cli._generate",
     "studies.cli._memory",
 )

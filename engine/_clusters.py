@@ -1,0 +1,104 @@
+"""Built-in clusters: GPU nodes with NVLink/NVSwitch inside and one NIC per GPU outside.
+
+Each preset is the ASTRA-sim multi-dimensional form of a vendor reference system: dimension 0
+is the node (8 GPUs on NVSwitch, or AMD's fully connected Infinity Fabric), dimension 1 the
+scale-out network seen by one GPU (rail-optimised, one NIC per GPU, a non-blocking switch).
+Bandwidths are per GPU and per direction, in GB/s (1e9 bytes/s), from the datasheets:
+
+=========== ======================================= ============================
+device      inside a node                           scale-out per GPU
+=========== ======================================= ============================
+a100-*      NVLink 3, 600 GB/s bidirectional: 300   HDR InfiniBand 200 Gb/s: 25
+h100-sxm    NVLink 4, 900 GB/s bidirectional: 450   NDR InfiniBand 400 Gb/s: 50
+h200        NVLink 4: 450                           NDR 400 Gb/s: 50
+h800        NVLink (export), 400 bidirectional: 200 NDR 400 Gb/s: 50
+b200        NVLink 5, 1.8 TB/s bidirectional: 900   ConnectX-7 400 Gb/s: 50
+mi300x      7 Infinity Fabric links of 64 GB/s      RoCE 400 Gb/s: 50
+=========== ======================================= ============================
+
+Latencies are stated assumptions, not measurements: 0.5 µs per NVLink/NVSwitch hop and 2 µs
+per scale-out hop (switch and NIC traversal).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from engine._errors import SystemConfigError
+from engine._system import System
+from models import device_preset
+from topology import Dimension, DimKind, multi_dimensional
+
+__all__ = ["CLUSTER_PRESETS", "ClusterPreset", "cluster_system"]
+
+
+@dataclass(frozen=True)
+class ClusterPreset:
+    """A node design: GPUs per node, intra-node fabric and per-GPU scale-out bandwidth."""
+
+    name: str
+    gpus_per_node: int
+    intra_kind: DimKind
+    intra_bandwidth_gbps: float
+    scale_out_bandwidth_gbps: float
+    intra_latency_us: float = 0.5
+    scale_out_latency_us: float = 2.0
+
+
+CLUSTER_PRESETS: dict[str, ClusterPreset] = {
+    p.name: p
+    for p in (
+        ClusterPreset("dgx-a100", 8, DimKind.SWITCH, 300.0, 25.0),
+        ClusterPreset("dgx-h100", 8, DimKind.SWITCH, 450.0, 50.0),
+        ClusterPreset("hgx-h200", 8, DimKind.SWITCH, 450.0, 50.0),
+        ClusterPreset("hgx-h800", 8, DimKind.SWITCH, 200.0, 50.0),
+        ClusterPreset("dgx-b200", 8, DimKind.SWITCH, 900.0, 50.0),
+        ClusterPreset("mi300x-platform", 8, DimKind.FULLY_CONNECTED, 64.0, 50.0),
+    )
+}
+
+#: The default cluster of each device preset.
+_DEFAULT_CLUSTER = {
+    "a100-40gb": "dgx-a100",
+    "a100-80gb": "dgx-a100",
+    "h100-sxm": "dgx-h100",
+    "h200": "hgx-h200",
+    "h800": "hgx-h800",
+    "b200": "dgx-b200",
+    "mi300x": "mi300x-platform",
+}
+
+
+def cluster_system(device: str, gpus: int, *, cluster: str | None = None, **fields: Any) -> System:
+    """A ``System`` of ``gpus`` devices on a built-in cluster (the device's default if unset).
+
+    Extra keyword arguments are ``System`` fields (``cost_model``, ``scheduling``...).
+    """
+    spec = device_preset(device)
+    name = cluster or _DEFAULT_CLUSTER.get(spec.name)
+    if name is None or name not in CLUSTER_PRESETS:
+        allowed = ", ".join(sorted(CLUSTER_PRESETS))
+        raise SystemConfigError(f"cluster {name!r} is not a preset (allowed: {allowed})")
+    preset = CLUSTER_PRESETS[name]
+    if gpus < 1:
+        raise SystemConfigError(f"gpus={gpus} must be at least 1")
+    per_node = min(preset.gpus_per_node, gpus)
+    if gpus % per_node:
+        raise SystemConfigError(
+            f"gpus={gpus} must be a multiple of the {preset.gpus_per_node} GPUs per node of {name}"
+        )
+    dims = [
+        Dimension(preset.intra_kind, per_node, preset.intra_bandwidth_gbps, preset.intra_latency_us)
+    ]
+    if gpus > per_node:
+        dims.append(
+            Dimension(
+                DimKind.SWITCH,
+                gpus // per_node,
+                preset.scale_out_bandwidth_gbps,
+                preset.scale_out_latency_us,
+            )
+        )
+    topo = multi_dimensional(dims, name=f"{name}x{gpus // per_node}")
+    return System.with_topology(topo, name=f"{name} ({gpus} GPUs)", device=spec.name, **fields)

@@ -1,0 +1,64 @@
+"""``predict``: generate a model's rank-class ETs for a plan and simulate one step."""
+
+from __future__ import annotations
+
+from engine._result import StepMetrics, StepResult
+from engine._simulate import simulate
+from engine._system import System
+from engine._workload import Workload
+from models import (
+    Granularity,
+    ModelSpec,
+    ParallelPlan,
+    RankLayout,
+    generate_rank_classes,
+    memory_per_gpu,
+    step_flops,
+)
+
+__all__ = ["plan_workload", "predict"]
+
+
+def plan_workload(
+    model: ModelSpec, plan: ParallelPlan, *, granularity: Granularity = "layer"
+) -> Workload:
+    """The rank-class workload of a plan: one representative rank per pipeline stage."""
+    layout = RankLayout(plan)
+    graphs = generate_rank_classes(model, plan, granularity=granularity)
+    per_class = plan.num_gpus // plan.pp
+    reps = {layout.rank_of(pp=stage): graph for stage, graph in graphs.items()}
+    return Workload.from_graphs(
+        reps,
+        world_size=plan.num_gpus,
+        multiplicity={rank: per_class for rank in reps},
+        name=f"{model.name} tp{plan.tp} pp{plan.pp} dp{plan.dp} cp{plan.cp} ep{plan.ep}",
+    )
+
+
+def predict(
+    model: ModelSpec,
+    plan: ParallelPlan,
+    system: System,
+    *,
+    granularity: Granularity = "layer",
+) -> StepResult:
+    """Predict one training step of ``model`` under ``plan`` on ``system``."""
+    workload = plan_workload(model, plan, granularity=granularity)
+    flops = step_flops(model, plan)
+    memory = memory_per_gpu(model, plan)
+    metrics = StepMetrics(
+        tokens_per_step=float(flops.tokens),
+        model_flops_per_step=float(flops.model_flops),
+        hardware_flops_per_step=float(flops.hardware_flops),
+        gpus=plan.num_gpus,
+        peak_flops_per_gpu=system.device_spec.peak_flops(plan.dtype),
+        memory_gib_per_gpu=memory.total_bytes / 2**30,
+    )
+    result = simulate(workload, system, metrics=metrics, label=workload.name)
+    capacity_gib = system.device_spec.memory_gib
+    if metrics.memory_gib_per_gpu is not None and metrics.memory_gib_per_gpu > capacity_gib:
+        result.notes.append(
+            f"memory {metrics.memory_gib_per_gpu:.1f} GiB per GPU exceeds the "
+            f"{capacity_gib:.0f} GiB of {system.device_spec.name}: this plan would not fit"
+        )
+    return result

@@ -1,0 +1,98 @@
+"""``trainsim predict``: one training step of a model and plan on a cluster, generated in memory."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+import models
+from engine import CLUSTER_PRESETS, System, cluster_system, predict
+from studies.cli._generate import add_workload_flags, workload_from_args
+
+__all__ = ["add_system_flags", "register", "system_and_workload"]
+
+#: Model flags that override the preset's values: flag -> ModelSpec field.
+_MODEL_OVERRIDES = {
+    "layers": "num_layers",
+    "hidden": "hidden_size",
+    "heads": "num_heads",
+    "kv_heads": "num_kv_heads",
+    "ffn": "ffn_hidden_size",
+    "vocab": "vocab_size",
+}
+
+
+def add_system_flags(parser: argparse.ArgumentParser) -> None:
+    """Add the model-override, device and cluster flags shared by predict-like commands."""
+    add_workload_flags(parser)
+    for flag in _MODEL_OVERRIDES:
+        parser.add_argument(f"--{flag.replace('_', '-')}", type=int, help=f"override {flag}")
+    parser.add_argument(
+        "--gated-mlp", action=argparse.BooleanOptionalAction, default=None, help="SwiGLU MLP"
+    )
+    parser.add_argument("--device", default="h100-sxm", help="device preset (default h100-sxm)")
+    parser.add_argument("--precision", choices=("bf16", "fp16", "fp8"), default="bf16")
+    parser.add_argument(
+        "--cluster", choices=sorted(CLUSTER_PRESETS), help="cluster preset (default: the device's)"
+    )
+    parser.add_argument("--network", metavar="FILE", help="ASTRA-sim network YAML instead")
+    parser.add_argument(
+        "--cost-model", choices=("analytical", "congestion", "nccl"), default="analytical"
+    )
+
+
+def system_and_workload(
+    args: argparse.Namespace,
+) -> tuple[models.ModelSpec, models.ParallelPlan, System]:
+    """Build the model (with overrides), the plan and the system the flags describe."""
+    model, plan = workload_from_args(args)
+    overrides: dict[str, Any] = {
+        field: getattr(args, flag)
+        for flag, field in _MODEL_OVERRIDES.items()
+        if getattr(args, flag, None) is not None
+    }
+    if args.gated_mlp is not None:
+        overrides["gated_mlp"] = args.gated_mlp
+    if overrides:
+        model = models.model_from_mapping({**model.model_dump(), **overrides})
+    if args.precision != plan.dtype:
+        plan = models.plan_from_mapping({**plan.model_dump(), "dtype": args.precision})
+    models.check_plan(model, plan)
+    if args.network:
+        system = System.from_astra(args.network, device=args.device, cost_model=args.cost_model)
+    else:
+        system = cluster_system(
+            args.device, plan.num_gpus, cluster=args.cluster, cost_model=args.cost_model
+        )
+    return model, plan, system
+
+
+def register(sub: Any) -> None:
+    """Add the ``predict`` subcommand."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "predict", help="predict one training step of a model and plan on a cluster"
+    )
+    add_system_flags(parser)
+    parser.add_argument(
+        "--granularity", choices=("layer", "op"), default="layer", help="ET granularity"
+    )
+    parser.add_argument("--timeline", metavar="OUT.json", help="write a Chrome/Perfetto trace")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    model, plan, system = system_and_workload(args)
+    result = predict(model, plan, system, granularity=args.granularity)
+    if args.timeline:
+        result.save_timeline(args.timeline)
+    if args.json:
+        summary = result.summary()
+        summary["model"] = model.name
+        summary["plan"] = plan.model_dump()
+        summary["system"] = system.name
+        print(json.dumps(summary, indent=2))
+    else:
+        print(result.format())
+    return 0

@@ -1,0 +1,298 @@
+"""Validation against published measurements: predict every row from its stated configuration.
+
+Each row of ``../shared/data/ground_truth/published.csv`` states a model shape, a GPU count and
+type, a parallel plan and one measured metric. The study builds the model and plan from the
+row alone, predicts the step on the device's built-in cluster with the engine's defaults, and
+compares. Settings a row does not state take one documented default for every row, never a
+per-row value:
+
+* micro-batch size 1; no virtual pipeline stages; ZeRO off; bf16 when no precision is given
+  (fp16 mixed is costed like bf16: same peak rate);
+* sequence parallelism off and no recomputation unless the row says so;
+* Narayanan et al.'s FLOP count (Eq. 3, recomputation included) is our hardware FLOPs; the
+  Megatron-Core rows' "model TFLOP/s" is our model FLOPs;
+* GPT models have learned positions, biases, dropout and tied embeddings (as in the papers).
+
+Rows that cannot be predicted from what they state (no parallel configuration, a device
+without a preset, run-to-run variability figures) are listed with the reason, not dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from collectives import collective_cost
+from engine import StepResult, cluster_system, predict
+from models import ModelSpec, ParallelPlan, memory_per_gpu, model_from_mapping
+
+__all__ = ["ValidationReport", "ValidationRow", "default_data_path", "run_validation"]
+
+_DEVICES = {"A100-80GB": "a100-80gb", "A100-40GB": "a100-40gb", "H100": "h100-sxm"}
+#: Source prefix -> short label for tables.
+_SOURCES = {
+    "Narayanan": "Narayanan 2021 Table 1",
+    "Korthikanti": "Korthikanti 2022 Table 5",
+    "NVIDIA Megatron-LM README": "Megatron-Core H100",
+    "nccl-tests": "nccl-tests 2x8 H100",
+    "Golden": "PRISM",
+    "NVIDIA ADLR": "Megatron v1 V100",
+}
+
+
+def default_data_path() -> Path:
+    """``../shared/data/ground_truth/published.csv`` beside the repository."""
+    return (
+        Path(__file__).resolve().parents[2] / "shared" / "data" / "ground_truth" / "published.csv"
+    )
+
+
+@dataclass
+class ValidationRow:
+    """One published metric, our prediction of it, or why there is none."""
+
+    source: str
+    model: str
+    gpus: str
+    metric: str
+    measured: float | None
+    predicted: float | None = None
+    skipped: str | None = None
+
+    @property
+    def error(self) -> float | None:
+        """Absolute percentage error (0.05 = 5%)."""
+        if self.measured is None or self.predicted is None or not self.measured:
+            return None
+        return abs(self.predicted - self.measured) / abs(self.measured)
+
+
+@dataclass
+class ValidationReport:
+    """Every row with its error, and the mean absolute percentage error per source."""
+
+    rows: list[ValidationRow] = field(default_factory=list)
+
+    def mape_by_source(self) -> dict[str, tuple[float, int]]:
+        """Source label -> (mean absolute percentage error, rows predicted)."""
+        errors: dict[str, list[float]] = defaultdict(list)
+        for row in self.rows:
+            if row.error is not None:
+                errors[row.source].append(row.error)
+        return {s: (sum(e) / len(e), len(e)) for s, e in errors.items()}
+
+    def step_time_mape(self, source: str) -> float | None:
+        """MAPE over the step-time rows of one source (None if it has none)."""
+        errs = [
+            r.error
+            for r in self.rows
+            if r.source == source and r.metric.startswith("step_time") and r.error is not None
+        ]
+        return sum(errs) / len(errs) if errs else None
+
+    def format(self) -> str:
+        """A plain-text table of every row and the per-source summary."""
+        lines = [
+            f"{'source':<26} {'model':<22} {'gpus':>5} {'metric':<40} {'measured':>10} "
+            f"{'predicted':>10} {'error':>7}"
+        ]
+        for r in self.rows:
+            measured = "" if r.measured is None else f"{r.measured:.4g}"
+            if r.skipped:
+                lines.append(
+                    f"{r.source:<26} {r.model[:22]:<22} {r.gpus:>5} {r.metric[:40]:<40} "
+                    f"{measured:>10} {'skipped: ' + r.skipped}"
+                )
+                continue
+            predicted = "" if r.predicted is None else f"{r.predicted:.4g}"
+            error = "" if r.error is None else f"{r.error:.1%}"
+            lines.append(
+                f"{r.source:<26} {r.model[:22]:<22} {r.gpus:>5} {r.metric[:40]:<40} "
+                f"{measured:>10} {predicted:>10} {error:>7}"
+            )
+        lines.append("")
+        lines.append("mean absolute percentage error by source:")
+        for source, (mape, count) in sorted(self.mape_by_source().items()):
+            lines.append(f"  {source:<26} {mape:6.1%} over {count} rows")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON."""
+        return {
+            "mape_by_source": {
+                s: {"mape": m, "rows": n} for s, (m, n) in self.mape_by_source().items()
+            },
+            "rows": [{**r.__dict__, "error": r.error} for r in self.rows],
+        }
+
+
+def _number(text: str) -> float | None:
+    text = text.strip().rstrip("%")
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _int(text: str, default: int) -> int:
+    value = _number(text)
+    return default if value is None else int(value)
+
+
+def _source(text: str) -> str:
+    for prefix, label in _SOURCES.items():
+        if text.startswith(prefix):
+            return label
+    return text[:26]
+
+
+def _model(row: dict[str, str]) -> ModelSpec:
+    return model_from_mapping(
+        {
+            "name": row["model"].lower().replace(" ", "-"),
+            "num_layers": int(row["layers"]),
+            "hidden_size": int(row["hidden"]),
+            "num_heads": int(row["heads"]),
+            "vocab_size": int(row["vocab"]),
+            "seq_len": int(row["seq_len"]),
+            "tied_embeddings": True,
+            "learned_position_embeddings": True,
+            "dropout": True,
+            "bias": True,
+        },
+        source=f"row {row['model']}",
+    )
+
+
+def _plan(row: dict[str, str]) -> ParallelPlan:
+    recompute = row["recompute"].strip() or "none"
+    return ParallelPlan(
+        tp=_int(row["tp"], 1),
+        pp=_int(row["pp"], 1),
+        dp=_int(row["dp"], 1),
+        cp=_int(row["cp"], 1),
+        ep=_int(row["ep"], 1),
+        vpp=_int(row["interleave"], 1),
+        sequence_parallel=row["sp"].strip() == "1",
+        zero_stage=_int(row["zero_stage"], 0),
+        micro_batch_size=_int(row["micro_batch"], 1),
+        global_batch_size=_int(row["global_batch"], 0) or None,
+        recompute=recompute,
+        dtype="bf16",
+    )
+
+
+def _device(row: dict[str, str]) -> str | None:
+    gpu = row["gpu_type"]
+    for key, name in _DEVICES.items():
+        if gpu.startswith(key):
+            return name
+    return None
+
+
+def _predict_metric(
+    metric: str, result: StepResult, model: ModelSpec, plan: ParallelPlan
+) -> float | None:
+    m = result.metrics
+    assert m is not None
+    step = result.step_time_s
+    if metric in ("achieved_tflops_per_gpu", "pct_of_theoretical_peak"):
+        tflops = m.hardware_flops_per_step / m.gpus / step / 1e12
+        return (
+            tflops if metric.startswith("achieved") else 100 * tflops * 1e12 / m.peak_flops_per_gpu
+        )
+    if metric == "model_tflops_per_gpu":
+        return m.model_flops_per_step / m.gpus / step / 1e12
+    if metric == "step_time_s":
+        return step
+    if metric == "MFU":
+        return 100 * (result.mfu or 0.0)
+    if metric == "HFU":
+        return 100 * (result.hfu or 0.0)
+    return None
+
+
+def _memory_metric(metric: str, model: ModelSpec, plan: ParallelPlan) -> float:
+    memory = memory_per_gpu(model, plan)
+    if metric.startswith("mem_params"):
+        return memory.states_bytes / 2**30
+    return memory.activations_bytes / 2**30
+
+
+def _nccl_row(row: dict[str, str]) -> float | None:
+    """Bus bandwidth of an nccl-tests all-reduce on the H100 cluster preset (GB/s)."""
+    size = int(row["metric"].split("@")[1].rstrip("B"))
+    gpus = int(row["gpus"])
+    system = cluster_system("h100-sxm", gpus)
+    cost = collective_cost(
+        "all_reduce", size, range(gpus), system.topology, None, system.cost_model
+    )
+    time_s = cost.time_ns * 1e-9
+    return size / time_s * 2 * (gpus - 1) / gpus / 1e9
+
+
+def run_validation(
+    path: str | Path | None = None, *, cost_model: str = "analytical"
+) -> ValidationReport:
+    """Predict every row of the published-measurements table and report the errors."""
+    report = ValidationReport()
+    cache: dict[tuple[str, ...], StepResult] = {}
+    with open(path or default_data_path(), newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        source = _source(row["source"])
+        entry = ValidationRow(
+            source, row["model"], row["gpus"], row["metric"], _number(row["value"])
+        )
+        report.rows.append(entry)
+        if entry.measured is None:
+            entry.skipped = "no numeric value"
+            continue
+        if source == "nccl-tests 2x8 H100":
+            entry.predicted = _nccl_row(row)
+            continue
+        device = _device(row)
+        if source in ("PRISM",):
+            entry.skipped = "variability figure: see the forecast study"
+            continue
+        if device is None:
+            entry.skipped = f"no device preset for {row['gpu_type']!r}"
+            continue
+        if not row["layers"] or not row["tp"]:
+            entry.skipped = "model shape or parallel configuration not stated"
+            continue
+        model, plan = _model(row), _plan(row)
+        if row["metric"].startswith("mem_"):
+            entry.predicted = _memory_metric(row["metric"], model, plan)
+            continue
+        key = tuple(
+            row[k]
+            for k in (
+                "model",
+                "gpus",
+                "tp",
+                "pp",
+                "dp",
+                "sp",
+                "recompute",
+                "interleave",
+                "micro_batch",
+                "global_batch",
+                "seq_len",
+            )
+        )
+        result = cache.get(key)
+        if result is None:
+            system = cluster_system(device, plan.num_gpus, cost_model=cost_model)
+            result = predict(model, plan, system)
+            cache[key] = result
+        value = _predict_metric(row["metric"], result, model, plan)
+        if value is None or math.isnan(value):
+            entry.skipped = f"metric {row['metric']!r} is not predicted"
+        else:
+            entry.predicted = value
+    return report

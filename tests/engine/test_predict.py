@@ -1,0 +1,64 @@
+"""``predict`` on generated workloads and the built-in clusters."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine import SystemConfigError, cluster_system, plan_workload, predict, simulate
+from models import ParallelPlan, model_preset, step_flops
+
+
+def test_cluster_presets_shape() -> None:
+    system = cluster_system("h100-sxm", 64)
+    assert system.topology.num_npus == 64
+    assert [d.npus for d in system.topology.dims] == [8, 8]
+    assert system.topology.dims[0].bandwidth_gbps == 450.0
+    assert cluster_system("a100-80gb", 4).topology.num_npus == 4
+    with pytest.raises(SystemConfigError, match="multiple of the 8 GPUs"):
+        cluster_system("h100-sxm", 12)
+    with pytest.raises(SystemConfigError, match="not a preset"):
+        cluster_system("h100-sxm", 8, cluster="nope")
+
+
+def test_predict_metrics_are_consistent() -> None:
+    model = model_preset("gpt-1.7b")
+    plan = ParallelPlan.for_gpus(16, tp=2, pp=2, global_batch_size=32)
+    result = predict(model, plan, cluster_system("a100-80gb", 16))
+    flops = step_flops(model, plan)
+    assert result.tokens_per_s == pytest.approx(flops.tokens / result.step_time_s)
+    assert result.mfu == pytest.approx(
+        flops.model_flops / (16 * 312e12 * result.step_time_s), rel=1e-6
+    )
+    assert 0 < result.mfu < 1 and result.hfu >= result.mfu
+    summary = result.summary()
+    assert {"step_time_s", "tokens_per_s", "tflops_per_gpu", "mfu", "memory_gib_per_gpu"} <= set(
+        summary
+    )
+    # two pipeline stages, one representative each
+    assert sorted(result.programs) == [0, 8]
+    assert result.breakdown[0].bubble_ns > 0
+
+
+def test_rank_class_equals_per_rank_on_a_generated_plan() -> None:
+    """The generated rank-class ETs and the full per-rank expansion give the same step."""
+    from engine import Workload
+    from models import RankLayout, generate_rank
+
+    model = model_preset("gpt-1.7b")
+    plan = ParallelPlan.for_gpus(8, tp=2, pp=2, global_batch_size=8)
+    system = cluster_system("h100-sxm", 8)
+    classes = simulate(plan_workload(model, plan), system)
+    layout = RankLayout(plan)
+    graphs = {r: generate_rank(model, plan, r) for r in range(plan.num_gpus)}
+    full = simulate(Workload.from_graphs(graphs, world_size=plan.num_gpus), system)
+    assert full.step_time_ns == pytest.approx(classes.step_time_ns, rel=1e-12)
+    for stage in range(plan.pp):
+        rank = layout.rank_of(pp=stage)
+        assert full.rank_finish_ns[rank] == pytest.approx(classes.rank_finish_ns[rank], rel=1e-12)
+
+
+def test_predict_notes_memory_over_capacity() -> None:
+    model = model_preset("llama3-70b")
+    plan = ParallelPlan.for_gpus(64, tp=8, pp=1, global_batch_size=8)
+    result = predict(model, plan, cluster_system("h100-sxm", 64))
+    assert any("would not fit" in note for note in result.notes)
