@@ -275,7 +275,10 @@ def _fast_phase_times(plan: Plan, request: CollectiveRequest) -> list[float] | N
     for ph, buf in zip(plan.phases, buffers, strict=True):
         dim = topology.dims[ph.dim]
         # A mesh line is not vertex-symmetric, so one member's steps do not bound the others.
-        if dim.npus != ph.group_size or dim.kind.value == "Mesh":
+        # A partial ring is not either; any subset of a switch or fully connected dimension
+        # is (every pair is the same hops apart), so it takes the closed form too.
+        partial = dim.npus != ph.group_size
+        if dim.kind.value == "Mesh" or (partial and dim.kind.value == "Ring"):
             return None
         local = local_schedule(ph.algorithm, ph.op, ph.group_size, astra=system.astra_compatible)
         if not local.symmetric or local.uses_switch:

@@ -12,6 +12,7 @@ message at a time in step order.
 from __future__ import annotations
 
 import itertools
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -47,11 +48,30 @@ class Evaluation:
     link_busy_ns: FloatArray
 
 
+_LINK_ARRAYS: weakref.WeakKeyDictionary[Topology, tuple[FloatArray, FloatArray]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _link_arrays(topology: Topology) -> tuple[FloatArray, FloatArray]:
+    """Per-link bandwidth (GB/s) and latency (ns) in edge order, built once per topology.
+
+    A 16,384-NPU cluster has millions of links: rebuilding these per collective dominated
+    the cost of point-to-point and irregular collectives.
+    """
+    cached = _LINK_ARRAYS.get(topology)
+    if cached is None:
+        edges = list(topology.graph.edges(data=True))
+        link_bw = np.asarray([float(d["bandwidth_gbps"]) for _, _, d in edges])
+        link_lat = np.asarray([float(d["latency_us"]) * 1000.0 for _, _, d in edges])
+        cached = (link_bw, link_lat)
+        _LINK_ARRAYS[topology] = cached
+    return cached
+
+
 def routes_for(schedule: Schedule, topology: Topology) -> Routes:
     """Route every transfer of ``schedule`` over ``topology`` (one lookup per node pair)."""
-    edges = list(topology.graph.edges(data=True))
-    link_bw = np.asarray([float(d["bandwidth_gbps"]) for _, _, d in edges])
-    link_lat = np.asarray([float(d["latency_us"]) * 1000.0 for _, _, d in edges])
+    link_bw, link_lat = _link_arrays(topology)
     span = int(max(schedule.src.max(initial=0), schedule.dst.max(initial=0))) + 1
     keys = schedule.src * span + schedule.dst
     if span * span <= 1 << 24:

@@ -51,7 +51,7 @@ _COLL = int(NodeType.COMM_COLL_NODE)
 _SEND = int(NodeType.COMM_SEND_NODE)
 _RECV = int(NodeType.COMM_RECV_NODE)
 _MEM = (int(NodeType.MEM_LOAD_NODE), int(NodeType.MEM_STORE_NODE))
-_ROOFLINE_ATTRS = frozenset(("num_ops", "tensor_size", "dtype"))
+_ROOFLINE_ATTRS = frozenset(("num_ops", "tensor_size", "dtype", "gemm_shape"))
 
 
 @dataclass
@@ -134,7 +134,8 @@ def compile_program(
     """Flatten ``graph`` for rank ``rank``; compute nodes get their duration here.
 
     A compute node costs its ``duration_micros`` (times ``duration_scale``) when it has one, or
-    the device roofline of its ``num_ops`` and ``tensor_size`` otherwise. A send or receive
+    the device roofline of its ``num_ops`` and ``tensor_size`` otherwise (with the GEMM
+    efficiency of its ``gemm_shape`` ``[m, n, k]`` when the node states one). A send or receive
     missing its peer, tag or size is completed by ``_assume_p2p`` where that is unambiguous,
     with a line in ``notes`` saying what was assumed.
     """
@@ -179,6 +180,7 @@ def compile_program(
         node_type = node.type
         if node_type == _COMP:
             cpu, flops, size, node_dtype = False, 0, 0, dtype
+            shape: tuple[int, int, int] | None = None
             attrs = node.attr
             if attrs:
                 for attr in attrs:
@@ -189,6 +191,9 @@ def compile_program(
                         value = attr_value(attr)
                         if name == "dtype":
                             node_dtype = str(value)
+                        elif name == "gemm_shape":
+                            if isinstance(value, list) and len(value) == 3:
+                                shape = (int(value[0]), int(value[1]), int(value[2]))
                         elif isinstance(value, int) and not isinstance(value, bool):
                             flops, size = (value, size) if name == "num_ops" else (flops, value)
             kinds[i] = K_CPU if cpu else K_COMP
@@ -196,7 +201,7 @@ def compile_program(
             if micros:
                 duration = micros * 1000.0 * duration_scale
             elif (flops or size) and device is not None:
-                duration = device.op_time_us(flops, size, node_dtype) * 1000.0
+                duration = device.op_time_us(flops, size, node_dtype, gemm_shape=shape) * 1000.0
             else:
                 duration = 0.0
             durations[i] = duration if duration > min_op_ns else min_op_ns

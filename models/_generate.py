@@ -62,6 +62,7 @@ from chakra_et import (
     new_metadata,
     save,
 )
+from models._device import DeviceSpec
 from models._errors import ModelsError
 from models._flops import (
     ACT_BYTES,
@@ -165,9 +166,16 @@ class _Builder:
     """Accumulates the nodes of one rank's graph, numbering them in issue order."""
 
     def __init__(
-        self, model: ModelSpec, plan: ParallelPlan, layout: RankLayout, rank: int, gran: str
+        self,
+        model: ModelSpec,
+        plan: ParallelPlan,
+        layout: RankLayout,
+        rank: int,
+        gran: str,
+        device: DeviceSpec | None,
     ) -> None:
         self.model, self.plan, self.layout, self.rank, self.gran = model, plan, layout, rank, gran
+        self.device = device
         self.coord = layout.coord(rank)
         self.nodes: list[Node] = []
         self.groups: dict[int, str] = {}
@@ -195,7 +203,12 @@ class _Builder:
         return self._add_encoded(name, node_type, _encode(attrs), data_deps)
 
     def _add_encoded(
-        self, name: str, node_type: int, attr_bytes: bytes, data_deps: Sequence[int]
+        self,
+        name: str,
+        node_type: int,
+        attr_bytes: bytes,
+        data_deps: Sequence[int],
+        duration_micros: int = 0,
     ) -> int:
         nid = len(self.nodes)
         # Parsing cached wire bytes is several times faster than building attributes in Python.
@@ -203,6 +216,8 @@ class _Builder:
         node.id = nid
         node.name = name
         node.type = node_type  # type: ignore[assignment]
+        if duration_micros:
+            node.duration_micros = duration_micros
         node.data_deps.extend([d for d in data_deps if d >= 0])
         self.nodes.append(node)
         return nid
@@ -216,7 +231,17 @@ class _Builder:
         }
         due = self._tp_due
         self._tp_due, self._tp_new = self._tp_new, []
-        return self._add(name, _COMP, full, (prev, *due))
+        duration = 0
+        if self.device is not None:
+            shape = attrs.get("gemm_shape")
+            time_us = self.device.op_time_us(
+                flops,
+                size,
+                self.plan.dtype,
+                gemm_shape=shape if isinstance(shape, tuple) else None,
+            )
+            duration = max(1, round(time_us)) if flops or size else 0
+        return self._add_encoded(name, _COMP, _encode(full), (prev, *due), duration)
 
     def pg(self, kind: str) -> str | None:
         """pg_name of this rank's ``kind`` group, or None when the group is a single rank."""
@@ -525,14 +550,25 @@ class _RankProgram:
 
 
 def generate_rank(
-    model: ModelSpec, plan: ParallelPlan, rank: int, *, granularity: Granularity = "layer"
+    model: ModelSpec,
+    plan: ParallelPlan,
+    rank: int,
+    *,
+    granularity: Granularity = "layer",
+    device: DeviceSpec | None = None,
 ) -> ETGraph:
-    """The ET of one rank's training step."""
+    """The ET of one rank's training step.
+
+    With a ``device``, compute nodes also get ``duration_micros`` from its roofline and
+    efficiency curve (rounded to whole microseconds, at least 1), for tools that do not
+    evaluate ``num_ops`` themselves (ASTRA-sim with its roofline off); without one they
+    carry 0 and the engine derives the time.
+    """
     check_plan(model, plan)
     if granularity not in ("layer", "op"):
         raise ModelsError(f"granularity={granularity!r} must be 'layer' or 'op'")
     layout = RankLayout(plan)
-    builder = _Builder(model, plan, layout, rank, granularity)
+    builder = _Builder(model, plan, layout, rank, granularity, device)
     _RankProgram(builder).run()
     stage = builder.coord.pp
     groups = {
@@ -557,12 +593,18 @@ def generate_rank(
 
 
 def generate_rank_classes(
-    model: ModelSpec, plan: ParallelPlan, *, granularity: Granularity = "layer"
+    model: ModelSpec,
+    plan: ParallelPlan,
+    *,
+    granularity: Granularity = "layer",
+    device: DeviceSpec | None = None,
 ) -> dict[int, ETGraph]:
     """One ET per pipeline stage, for its representative rank (``tp = cp = dp = 0``)."""
     layout = RankLayout(plan)
     return {
-        stage: generate_rank(model, plan, layout.rank_of(pp=stage), granularity=granularity)
+        stage: generate_rank(
+            model, plan, layout.rank_of(pp=stage), granularity=granularity, device=device
+        )
         for stage in range(plan.pp)
     }
 
@@ -588,6 +630,7 @@ def write_per_rank(
     prefix: str = "workload",
     *,
     granularity: Granularity = "layer",
+    device: DeviceSpec | None = None,
 ) -> list[Path]:
     """Write ``PREFIX.<rank>.et`` for every rank and ``comm_groups.json`` (ASTRA-sim layout)."""
     out = Path(out_dir)
@@ -595,7 +638,8 @@ def write_per_rank(
     paths = []
     for rank in range(plan.num_gpus):
         path = out / f"{prefix}.{rank}.et"
-        save(generate_rank(model, plan, rank, granularity=granularity), path)
+        graph = generate_rank(model, plan, rank, granularity=granularity, device=device)
+        save(graph, path)
         paths.append(path)
     groups = RankLayout(plan).comm_groups()
     (out / "comm_groups.json").write_text(json.dumps(groups, separators=(",", ":")))

@@ -101,6 +101,10 @@ def register(sub: Any) -> None:
         action="store_true",
         help="write PREFIX.<rank>.et for every rank plus comm_groups.json (ASTRA-sim)",
     )
+    parser.add_argument(
+        "--device",
+        help="device preset or YAML file: also fill duration_micros from its roofline",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=_run)
 
@@ -109,13 +113,16 @@ def _run(args: argparse.Namespace) -> int:
     if not args.output:
         raise CLIError("trainsim generate: -o/--output is required")
     model, plan = workload_from_args(args)
+    device = models.load_device(args.device) if args.device else None
     if args.per_rank:
         paths = models.write_per_rank(
-            model, plan, args.output, args.prefix, granularity=args.granularity
+            model, plan, args.output, args.prefix, granularity=args.granularity, device=device
         )
         nodes: dict[str, int] = {}
     else:
-        graphs = models.generate_rank_classes(model, plan, granularity=args.granularity)
+        graphs = models.generate_rank_classes(
+            model, plan, granularity=args.granularity, device=device
+        )
         paths = models.write_rank_classes(graphs, args.output, args.prefix)
         nodes = {f"stage{stage}": len(g) for stage, g in graphs.items()}
     flops = models.step_flops(model, plan)

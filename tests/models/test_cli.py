@@ -28,12 +28,16 @@ def test_generate_per_rank_with_config_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = tmp_path / "job.yaml"
-    config.write_text("model: mixtral-8x7b\ngpus: 8\ntp: 2\nep: 2\nseq: 512\ngranularity: op\n")
+    config.write_text(
+        "model: mixtral-8x7b\ngpus: 8\ntp: 2\nep: 2\nseq: 512\ngranularity: op\ndevice: h100-sxm\n"
+    )
     out = tmp_path / "ranks"
     assert main(["generate", "--config", str(config), "--per-rank", "-o", str(out)]) == 0
     assert "wrote 8 rank ET file(s)" in capsys.readouterr().out
     assert sorted(p.name for p in out.glob("*.et")) == sorted(f"workload.{r}.et" for r in range(8))
     assert (out / "comm_groups.json").is_file()
+    graph = load(out / "workload.5.et")
+    assert sum(n.duration_micros for n in graph) > 0
 
 
 def test_memory_table_and_json(capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,6 +16,7 @@ from models import (
     ModelSpec,
     ParallelPlan,
     RankLayout,
+    device_preset,
     generate_rank,
     generate_rank_classes,
     model_preset,
@@ -355,3 +356,29 @@ def test_random_plans_complete_without_deadlock(
     for by_rank in _collective_sequences(graphs).values():
         assert len({tuple(v) for v in by_rank.values()}) == 1
     assert _simulate_without_deadlock(graphs)
+
+
+def test_device_durations_bound_published_step_times() -> None:
+    # Compute alone (one global efficiency calibration, no communication, no bubble) must take
+    # less than the measured step, and not absurdly less: Korthikanti Table 5 on A100s.
+    from tests.models.conftest import gpt_from_row, plan_from_row, published_rows
+
+    a100 = device_preset("a100-80gb")
+    for row in published_rows("Korthikanti", "step_time_s"):
+        model, plan = gpt_from_row(row), plan_from_row(row)
+        layout = RankLayout(plan)
+        compute_s = (
+            max(
+                sum(
+                    n.duration_micros
+                    for n in generate_rank(model, plan, layout.rank_of(pp=stage), device=a100)
+                    if n.type == NodeType.COMP_NODE
+                )
+                for stage in {0, plan.pp - 1}  # the stages with embedding and logits
+            )
+            / 1e6
+        )
+        ratio = compute_s / float(row["value"])
+        assert 0.5 < ratio < 1.0, (row["model"], row["recompute"], ratio)
+    plain = generate_rank_classes(DENSE, PLAN_3D)
+    assert all(n.duration_micros == 0 for g in plain.values() for n in g)
