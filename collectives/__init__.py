@@ -4,12 +4,25 @@ One schedule format (:class:`Schedule`) is produced by every algorithm (ring, bi
 ring, direct, halving-doubling, double binary tree, in-network reduction, and hierarchical
 compositions over network dimensions) and consumed by every cost model (analytical
 alpha-beta, link-level congestion-aware); a bus-bandwidth model predicts NCCL on real clusters.
-The engine calls :func:`collective_time_us`.
+The engine calls :func:`collective_time_us`, and :func:`compressed_sync_time_us` for
+data-parallel gradient collectives under gradient compression (AdaComp, ScaleCom: real
+numpy compressors with error feedback, and their performance transform).
 """
 
 from ._algorithms import ALGORITHMS, local_schedule, parse_algorithm
 from ._api import MODELS, collective_cost, collective_time_us, get_model
 from ._compose import Plan, build_schedule, plan_phases
+from ._compress_adacomp import AdaComp, AdaCompResult
+from ._compress_calibrate import calibrate_compression
+from ._compress_cost import (
+    CompressedSync,
+    compressed_sync_cost,
+    compressed_sync_time_us,
+    compression_overhead_us,
+)
+from ._compress_scalecom import ScaleCom, ScaleComResult
+from ._compress_spec import CompressionError, CompressionSpec
+from ._compress_stats import CompressionStats
 from ._cost import AnalyticalModel, CollectiveCost, CollectiveRequest, CongestionModel, CostModel
 from ._errors import AlgorithmError, CollectiveError, ConfigError, DeliveryError, GroupError
 from ._evaluate import Evaluation, evaluate, routes_for
@@ -22,12 +35,18 @@ from ._system import SystemConfig, read_astra_system
 __all__ = [
     "ALGORITHMS",
     "MODELS",
+    "AdaComp",
+    "AdaCompResult",
     "AlgorithmError",
     "AnalyticalModel",
     "CollectiveCost",
     "CollectiveError",
     "CollectiveOp",
     "CollectiveRequest",
+    "CompressedSync",
+    "CompressionError",
+    "CompressionSpec",
+    "CompressionStats",
     "ConfigError",
     "CongestionModel",
     "CostModel",
@@ -40,11 +59,17 @@ __all__ = [
     "NcclProtocol",
     "Phase",
     "Plan",
+    "ScaleCom",
+    "ScaleComResult",
     "Schedule",
     "SystemConfig",
     "build_schedule",
+    "calibrate_compression",
     "collective_cost",
     "collective_time_us",
+    "compressed_sync_cost",
+    "compressed_sync_time_us",
+    "compression_overhead_us",
     "evaluate",
     "get_model",
     "local_schedule",

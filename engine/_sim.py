@@ -24,8 +24,8 @@ from engine._program import K_COLL, K_CPU, K_RECV, K_SEND, Program
 
 __all__ = ["CollectiveCoster", "RawTimeline", "run_programs"]
 
-#: (operation, size in bytes, group ranks) -> time in ns
-CollectiveCoster = Callable[[str, int, tuple[int, ...]], float]
+#: (operation, size in bytes, group ranks, group kind such as "tp"/"dp"/"pp") -> time in ns
+CollectiveCoster = Callable[[str, int, tuple[int, ...], str], float]
 
 _NO_SLOT = -1
 
@@ -119,7 +119,7 @@ def run_programs(
                 needed[gid] = need
             if len(members) >= need:
                 del pending_coll[key]
-                finish = t + coster(op, size, groups[gid])
+                finish = t + coster(op, size, groups[gid], program.streams.get(local, ""))
                 for member in members:
                     heappush(events, (finish, member))
         elif k == K_SEND:
@@ -129,7 +129,7 @@ def run_programs(
                     f"rank {ranks[p]}: node {program.ids[local]} sends to rank {dst}, which is "
                     "not simulated"
                 )
-            arrival = t + coster("send_recv", size, (src, dst))
+            arrival = t + coster("send_recv", size, (src, dst), "pp")
             heappush(events, (arrival, g))
             key4 = (src, dst, tag, size)
             waiting = recvs_waiting.get(key4)

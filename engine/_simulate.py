@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from functools import cache
 
-from collectives import CollectiveError, collective_time_us
+from collectives import CollectiveError, collective_time_us, compressed_sync_time_us
 from engine._errors import WorkloadError
 from engine._program import K_SEND, Program, compile_program
 from engine._result import StepMetrics, StepResult
@@ -14,6 +14,10 @@ from engine._system import System
 from engine._workload import Workload
 
 __all__ = ["simulate"]
+
+#: Group kinds whose collectives synchronize gradients (what compression applies to).
+_GRADIENT_KINDS = frozenset(("dp", "dp_cp", "edp"))
+_COMPRESSIBLE = frozenset(("all_reduce", "reduce_scatter"))
 
 
 def _comm_kinds(program: Program, workload: Workload) -> list[str]:
@@ -89,12 +93,27 @@ def simulate(
             group_ids[key] = gid
         return gid
 
+    compression = system.compression
+    memory_bandwidth_gbps = device.hbm_bandwidth_gbps
+
     @cache
-    def coster(op: str, size: int, group: tuple[int, ...]) -> float:
+    def coster(op: str, size: int, group: tuple[int, ...], kind: str) -> float:
         if len(group) <= 1 or (size == 0 and op != "barrier"):
             return 0.0
         algorithm = system.algorithm_for(op)
         try:
+            if compression is not None and kind in _GRADIENT_KINDS and op in _COMPRESSIBLE:
+                return 1000.0 * compressed_sync_time_us(
+                    compression,
+                    size,
+                    group,
+                    topo,
+                    algorithm,
+                    system.cost_model,
+                    system.collective,
+                    op=op,
+                    memory_bandwidth_gbps=memory_bandwidth_gbps,
+                )
             return 1000.0 * collective_time_us(
                 op, size, group, topo, algorithm, system.cost_model, system.collective
             )

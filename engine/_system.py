@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 import topology
-from collectives import SystemConfig, read_astra_system
+from collectives import CompressionSpec, SystemConfig, read_astra_system
 from engine._errors import SystemConfigError
 from models import DeviceSpec, device_preset
 
@@ -53,7 +53,9 @@ class System(BaseModel):
     ``*-implementation``; ``cost_model`` is ``analytical`` (alpha-beta), ``congestion``
     (link-level) or ``nccl`` (bus-bandwidth model of real NCCL). ``duration_scale`` rescales
     measured ``duration_micros`` (e.g. to a faster device); ``dtype`` is the compute precision
-    of roofline-costed nodes that do not state one.
+    of roofline-costed nodes that do not state one. ``compression`` (AdaComp or ScaleCom)
+    replaces the data-parallel gradient all-reduces and reduce-scatters (group kinds ``dp``,
+    ``dp_cp``, ``edp``) by their compressed communication pattern and compute overhead.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
@@ -69,6 +71,9 @@ class System(BaseModel):
     duration_scale: float = Field(1.0, gt=0.0)
     host_memory_bandwidth_gbps: float = Field(
         50.0, gt=0.0, description="remote/host memory nodes (MEM_LOAD/MEM_STORE)"
+    )
+    compression: CompressionSpec | None = Field(
+        None, description="gradient compression of data-parallel gradient collectives"
     )
     _topology: topology.Topology | None = PrivateAttr(default=None)
 

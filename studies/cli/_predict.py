@@ -7,10 +7,11 @@ import json
 from typing import Any
 
 import models
+from collectives import CompressionSpec
 from engine import CLUSTER_PRESETS, System, cluster_system, predict
 from studies.cli._generate import add_workload_flags, workload_from_args
 
-__all__ = ["add_system_flags", "register", "system_and_workload"]
+__all__ = ["add_system_flags", "compression_from_args", "register", "system_and_workload"]
 
 #: Model flags that override the preset's values: flag -> ModelSpec field.
 _MODEL_OVERRIDES = {
@@ -40,6 +41,28 @@ def add_system_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cost-model", choices=("analytical", "congestion", "nccl"), default="analytical"
     )
+    parser.add_argument(
+        "--compression",
+        choices=("adacomp", "scalecom"),
+        help="compress data-parallel gradient synchronization",
+    )
+    parser.add_argument(
+        "--compression-ratio",
+        type=float,
+        help="compression ratio (default: 40 for AdaComp, 100 for ScaleCom)",
+    )
+
+
+def compression_from_args(args: argparse.Namespace) -> CompressionSpec | None:
+    """The ``CompressionSpec`` the ``--compression`` flags ask for (None without them)."""
+    if not args.compression:
+        if args.compression_ratio is not None:
+            raise ValueError("--compression-ratio needs --compression adacomp|scalecom")
+        return None
+    fields: dict[str, Any] = {"method": args.compression}
+    if args.compression_ratio is not None:
+        fields["ratio"] = args.compression_ratio
+    return CompressionSpec(**fields)
 
 
 def system_and_workload(
@@ -59,12 +82,14 @@ def system_and_workload(
     if args.precision != plan.dtype:
         plan = models.plan_from_mapping({**plan.model_dump(), "dtype": args.precision})
     models.check_plan(model, plan)
+    extra: dict[str, Any] = {"cost_model": args.cost_model}
+    compression = compression_from_args(args)
+    if compression is not None:
+        extra["compression"] = compression
     if args.network:
-        system = System.from_astra(args.network, device=args.device, cost_model=args.cost_model)
+        system = System.from_astra(args.network, device=args.device, **extra)
     else:
-        system = cluster_system(
-            args.device, plan.num_gpus, cluster=args.cluster, cost_model=args.cost_model
-        )
+        system = cluster_system(args.device, plan.num_gpus, cluster=args.cluster, **extra)
     return model, plan, system
 
 
