@@ -71,18 +71,24 @@ def run_programs(
     kind: list[int] = []
     slot: list[int] = []
     duration: list[float] = []
-    children: list[list[int]] = []
     indegree: list[int] = []
     order: list[int] = []
+    # Children stay in local numbering, shared by ranks that share a compiled graph; the hot
+    # loop adds the rank's offset. Slots are derived once per distinct graph.
+    local_children: list[list[list[int]]] = []
+    slots_of: dict[int, list[int]] = {}
     for p, rank in enumerate(ranks):
         program = programs[rank]
-        base = offsets[p]
         n = len(program)
         owner.extend([p] * n)
         kind.extend(program.kinds)
-        slot.extend(slot_of_kind[k] for k in program.kinds)
+        slots = slots_of.get(id(program.kinds))
+        if slots is None:
+            slots = [slot_of_kind[k] for k in program.kinds]
+            slots_of[id(program.kinds)] = slots
+        slot.extend(slots)
         duration.extend(program.duration_ns)
-        children.extend([c + base for c in kids] for kids in program.children)
+        local_children.append(program.children)
         indegree.extend(program.indegree)
         order.extend(program.ids if issue_by_id else range(n))
 
@@ -186,7 +192,9 @@ def run_programs(
         s = slot[g]
         if s != _NO_SLOT:
             free[3 * p + s] += 1
-        for c in children[g]:
+        base = offsets[p]
+        for c in local_children[p][g - base]:
+            c += base
             d = indegree[c] - 1
             indegree[c] = d
             if d == 0:

@@ -31,6 +31,20 @@ def _comm_kinds(program: Program, workload: Workload) -> list[str]:
     return kinds
 
 
+def _all_comm_kinds(programs: dict[int, Program], workload: Workload) -> dict[int, list[str]]:
+    """Group kinds of every rank's nodes, computed once per shared compiled graph."""
+    shared: dict[int, list[str]] = {}
+    out: dict[int, list[str]] = {}
+    for rank, program in programs.items():
+        key = id(program.kinds)
+        kinds = shared.get(key) if not program.p2p else None
+        if kinds is None:
+            kinds = _comm_kinds(program, workload)
+            shared[key] = kinds
+        out[rank] = kinds
+    return out
+
+
 def simulate(
     workload: Workload,
     system: System,
@@ -134,7 +148,7 @@ def simulate(
     return StepResult(
         programs=programs,
         timeline=timeline,
-        comm_kinds={rank: _comm_kinds(p, workload) for rank, p in programs.items()},
+        comm_kinds=_all_comm_kinds(programs, workload),
         multiplicity=dict(workload.multiplicity),
         world_size=workload.world_size,
         metrics=metrics,
