@@ -207,6 +207,7 @@ def compile_program(
             durations[i] = duration if duration > min_op_ns else min_op_ns
         elif node_type == _COLL:
             kinds[i] = K_COLL
+            durations[i] = node.duration_micros * 1000.0  # measured; used only when replaying
             comm_type = _int(node, "comm_type")
             if comm_type is None or comm_type not in COLLECTIVE_OPS:
                 raise WorkloadError(
@@ -222,6 +223,7 @@ def compile_program(
         elif node_type in (_SEND, _RECV):
             send = node_type == _SEND
             kinds[i] = K_SEND if send else K_RECV
+            durations[i] = node.duration_micros * 1000.0  # measured; used only when replaying
             peer_field = "comm_dst" if send else "comm_src"
             peer_rank, tag_value, size_bytes = _assume_p2p(
                 rank,

@@ -50,11 +50,15 @@ def run_programs(
     cpu_streams: int = 1,
     issue_by_id: bool = True,
     overlap_comm: bool = True,
+    measured_comm: bool = False,
 ) -> RawTimeline:
     """Simulate every program to completion; raise ``DeadlockError`` if some never finish.
 
     ``group_of(rank, pg_name)`` returns the id of the rank's group, an index into ``groups``
-    (the sorted member ranks): ids keep the hot loop from hashing long rank tuples.
+    (the sorted member ranks): ids keep the hot loop from hashing long rank tuples. With
+    ``measured_comm`` a communication node that recorded a duration replays it: a collective
+    takes the shortest of its members' recorded durations (the last to arrive waited least),
+    a send its own.
     """
     ranks = sorted(programs)
     simulated = set(ranks)
@@ -125,7 +129,11 @@ def run_programs(
                 needed[gid] = need
             if len(members) >= need:
                 del pending_coll[key]
-                finish = t + coster(op, size, groups[gid], program.streams.get(local, ""))
+                recorded = [duration[m] for m in members] if measured_comm else []
+                if recorded and min(recorded) > 0:
+                    finish = t + min(recorded)
+                else:
+                    finish = t + coster(op, size, groups[gid], program.streams.get(local, ""))
                 for member in members:
                     heappush(events, (finish, member))
         elif k == K_SEND:
@@ -135,7 +143,10 @@ def run_programs(
                     f"rank {ranks[p]}: node {program.ids[local]} sends to rank {dst}, which is "
                     "not simulated"
                 )
-            arrival = t + coster("send_recv", size, (src, dst), "pp")
+            if measured_comm and duration[g] > 0:
+                arrival = t + duration[g]
+            else:
+                arrival = t + coster("send_recv", size, (src, dst), "pp")
             heappush(events, (arrival, g))
             key4 = (src, dst, tag, size)
             waiting = recvs_waiting.get(key4)

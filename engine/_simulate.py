@@ -144,6 +144,7 @@ def simulate(
         cpu_streams=sched.cpu_streams,
         issue_by_id=sched.issue_order == "node_id",
         overlap_comm=sched.overlap_comm,
+        measured_comm=sched.measured_comm,
     )
     return StepResult(
         programs=programs,

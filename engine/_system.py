@@ -33,6 +33,8 @@ class Scheduling(BaseModel):
     ASTRA-sim does) or in file order (``file``). ``min_op_ns`` is the floor of any compute
     duration (ASTRA-sim charges 1 ns for a zero-duration node). ``overlap_comm`` False makes a
     rank's communication wait for its compute stream to drain and block it meanwhile.
+    ``measured_comm`` replays the recorded durations of communication nodes (converted traces)
+    instead of costing them on the network.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -43,6 +45,7 @@ class Scheduling(BaseModel):
     issue_order: Literal["node_id", "file"] = "node_id"
     min_op_ns: float = Field(0.0, ge=0.0)
     overlap_comm: bool = True
+    measured_comm: bool = False
 
 
 class System(BaseModel):

@@ -108,28 +108,39 @@ class Workload:
 
 
 def groups_from_metadata(graph: ETGraph) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
-    """Process groups recorded in a graph's ``process_groups`` metadata attribute (JSON)."""
+    """Process groups recorded in a graph's metadata.
+
+    Two spellings are read: the generator's ``process_groups`` JSON attribute
+    (``{"<pg>": {"kind": ..., "ranks": [...]}}``) and the converter's one int-list attribute
+    per group, ``pg_ranks:<pg>``.
+    """
+    groups: dict[str, tuple[int, ...]] = {}
+    for attr in graph.metadata.attr:
+        if attr.name.startswith("pg_ranks:"):
+            values = chakra_et.attr_value(attr)
+            if not isinstance(values, list) or not all(isinstance(r, int) for r in values):
+                raise WorkloadError(f"metadata {attr.name}: ranks must be a list of integers")
+            groups[attr.name.removeprefix("pg_ranks:")] = tuple(int(str(r)) for r in values)
     raw = chakra_et.get_attr(graph.metadata, "process_groups")
     if not isinstance(raw, str) or not raw:
-        return {}, {}
+        return groups, {}
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise WorkloadError(f"process_groups metadata is not JSON: {exc.msg}") from None
-    groups: dict[str, tuple[int, ...]] = {}
     kinds: dict[str, str] = {}
     if not isinstance(data, dict):
         raise WorkloadError("process_groups metadata must be a JSON object")
     for pg, entry in data.items():
         if isinstance(entry, dict):
-            ranks = entry.get("ranks", [])
+            members = entry.get("ranks", [])
             if "kind" in entry:
                 kinds[str(pg)] = str(entry["kind"])
         else:
-            ranks = entry
-        if not isinstance(ranks, list) or not all(isinstance(r, int) for r in ranks):
+            members = entry
+        if not isinstance(members, list) or not all(isinstance(r, int) for r in members):
             raise WorkloadError(f"process_groups metadata: group {pg!r} ranks must be integers")
-        groups[str(pg)] = tuple(ranks)
+        groups[str(pg)] = tuple(members)
     return groups, kinds
 
 
