@@ -6,32 +6,62 @@ cost model, scheduling) and returns a ``StepResult``.
 """
 
 from engine._clusters import CLUSTER_PRESETS, ClusterPreset, cluster_system
+from engine._empirical import variability_from_workload
 from engine._errors import DeadlockError, EngineError, SystemConfigError, WorkloadError
+from engine._failures import (
+    FailureSpec,
+    InterruptionTable,
+    daly_expected_wall_s,
+    daly_interval_s,
+    young_interval_s,
+)
+from engine._forecast import TrainingForecast, forecast
 from engine._predict import plan_workload, predict
 from engine._result import RankBreakdown, StepMetrics, StepResult
 from engine._simulate import simulate
+from engine._stochastic import StepSamples, sample_steps
 from engine._system import Scheduling, System, load_system
+from engine._variability import (
+    Distribution,
+    ForecastConfigError,
+    VariabilitySpec,
+    load_variability,
+)
 from engine._workload import Workload, groups_from_metadata, load_comm_groups, load_workload
 
 __all__ = [
     "CLUSTER_PRESETS",
     "ClusterPreset",
     "DeadlockError",
+    "Distribution",
     "EngineError",
+    "FailureSpec",
+    "ForecastConfigError",
+    "InterruptionTable",
     "RankBreakdown",
     "Scheduling",
     "StepMetrics",
     "StepResult",
+    "StepSamples",
     "System",
     "SystemConfigError",
+    "TrainingForecast",
+    "VariabilitySpec",
     "Workload",
     "WorkloadError",
     "cluster_system",
+    "daly_expected_wall_s",
+    "daly_interval_s",
+    "forecast",
     "groups_from_metadata",
     "load_comm_groups",
     "load_system",
+    "load_variability",
     "load_workload",
     "plan_workload",
     "predict",
+    "sample_steps",
     "simulate",
+    "variability_from_workload",
+    "young_interval_s",
 ]

@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "studies.cli._simulate",
     "studies.cli._predict",
     "studies.cli._validate",
+    "studies.cli._forecast",
     "studies.cli._generate",
     "studies.cli._memory",
 )
