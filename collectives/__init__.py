@@ -7,6 +7,8 @@ alpha-beta, link-level congestion-aware); a bus-bandwidth model predicts NCCL on
 The engine calls :func:`collective_time_us`, and :func:`compressed_sync_time_us` for
 data-parallel gradient collectives under gradient compression (AdaComp, ScaleCom: real
 numpy compressors with error feedback, and their performance transform).
+:func:`synthesize_tacos` synthesizes All-Gather, Reduce-Scatter and All-Reduce for any
+topology (``algorithm="tacos"`` everywhere, cached) and exports them for MSCCL runtimes.
 """
 
 from ._algorithms import ALGORITHMS, local_schedule, parse_algorithm
@@ -31,6 +33,9 @@ from ._nccl import NcclModel, NcclParams, NcclProtocol
 from ._ops import CollectiveOp
 from ._schedule import Phase, Schedule, verify_delivery
 from ._system import SystemConfig, read_astra_system
+from ._tacos_cache import clear_tacos_cache, tacos_cache_info, tacos_schedule
+from ._tacos_export import to_msccl_json, to_msccl_xml, write_msccl
+from ._tacos_schedule import TacosResult, synthesize_tacos, tacos_lower_bound_us
 
 __all__ = [
     "ALGORITHMS",
@@ -63,8 +68,10 @@ __all__ = [
     "ScaleComResult",
     "Schedule",
     "SystemConfig",
+    "TacosResult",
     "build_schedule",
     "calibrate_compression",
+    "clear_tacos_cache",
     "collective_cost",
     "collective_time_us",
     "compressed_sync_cost",
@@ -77,5 +84,12 @@ __all__ = [
     "plan_phases",
     "read_astra_system",
     "routes_for",
+    "synthesize_tacos",
+    "tacos_cache_info",
+    "tacos_lower_bound_us",
+    "tacos_schedule",
+    "to_msccl_json",
+    "to_msccl_xml",
     "verify_delivery",
+    "write_msccl",
 ]

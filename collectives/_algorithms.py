@@ -43,6 +43,8 @@ _ALIASES = {
     "innetwork": "in_network",
     "sharp": "in_network",
     "switch": "in_network",
+    # Synthesized on the topology rather than a baseline: not in ALGORITHMS (see _tacos*.py).
+    "tacos": "tacos",
 }
 
 
@@ -50,7 +52,8 @@ def parse_algorithm(name: str) -> str:
     """Canonical name of an algorithm, accepting ASTRA-sim spellings (``halvingDoubling``)."""
     key = name.strip().lower().replace("_", "").replace("-", "")
     if key not in _ALIASES:
-        raise AlgorithmError(f"unknown algorithm {name!r} (allowed: {', '.join(ALGORITHMS)})")
+        allowed = ", ".join((*ALGORITHMS, "tacos"))
+        raise AlgorithmError(f"unknown algorithm {name!r} (allowed: {allowed})")
     return _ALIASES[key]
 
 
@@ -62,6 +65,8 @@ def local_schedule(
     name = parse_algorithm(algorithm)
     if n < 1:
         raise AlgorithmError(f"a group needs at least one rank, got {n}")
+    if name == "tacos":
+        raise AlgorithmError("tacos has no local schedule: it is synthesized on a topology")
     if name == "ring":
         return ring_schedule(op, n, astra=astra)
     if name == "ring_bidir":

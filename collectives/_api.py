@@ -9,6 +9,7 @@ from topology import Topology
 from ._algorithms import parse_algorithm
 from ._cost import AnalyticalModel, CollectiveCost, CollectiveRequest, CongestionModel, CostModel
 from ._errors import ConfigError
+from ._hybrid import HybridModel
 from ._nccl import NcclModel
 from ._ops import CollectiveOp
 from ._system import SystemConfig
@@ -16,11 +17,11 @@ from ._system import SystemConfig
 __all__ = ["MODELS", "collective_cost", "collective_time_us", "get_model"]
 
 #: Names accepted by ``model=``.
-MODELS: tuple[str, ...] = ("analytical", "congestion", "nccl")
+MODELS: tuple[str, ...] = ("analytical", "congestion", "nccl", "hybrid")
 
 
 def get_model(name: str | CostModel) -> CostModel:
-    """The cost model called ``name`` (``analytical``, ``congestion`` or ``nccl``)."""
+    """The cost model called ``name`` (``analytical``, ``congestion``, ``nccl`` or ``hybrid``)."""
     if isinstance(name, CostModel):
         return name
     key = name.strip().lower()
@@ -30,6 +31,8 @@ def get_model(name: str | CostModel) -> CostModel:
         return CongestionModel()
     if key in ("nccl", "busbw"):
         return NcclModel()
+    if key == "hybrid":
+        return HybridModel()
     raise ConfigError(f"unknown cost model {name!r} (allowed: {', '.join(MODELS)})")
 
 

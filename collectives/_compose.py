@@ -14,6 +14,7 @@ from ._errors import AlgorithmError, GroupError
 from ._local import IntArray, LocalSchedule
 from ._ops import CollectiveOp
 from ._schedule import Phase, Schedule
+from ._tacos_cache import tacos_schedule
 
 __all__ = ["Plan", "build_schedule", "plan_phases"]
 
@@ -73,6 +74,7 @@ def plan_phases(
         placement = place_group(topology, group, with_links=False)
         use_dims = (
             op in _HIERARCHICAL
+            and "tacos" not in names
             and placement.regular
             and len(placement.dims) > 0
             and not (
@@ -134,6 +136,11 @@ def build_schedule(
     operation = CollectiveOp.parse(op)
     if size_bytes < 0:
         raise GroupError(f"size_bytes must be >= 0, got {size_bytes}")
+    names = [algorithm] if isinstance(algorithm, str) else list(algorithm)
+    if "tacos" in (parse_algorithm(a) for a in names):
+        if topology is None:
+            raise AlgorithmError("tacos synthesizes on a topology: pass topology=")
+        return tacos_schedule(operation, ranks, float(size_bytes), topology)
     plan = plan_phases(operation, ranks, topology, algorithm)
     return _assemble(plan, float(size_bytes), topology, astra=astra, variant=variant)
 

@@ -54,7 +54,8 @@ class System(BaseModel):
     ``algorithms`` maps an operation (``all_reduce``, ``all_gather``...) to one algorithm name
     or one per network dimension (``["ring", "direct"]``), like ASTRA-sim's
     ``*-implementation``; ``cost_model`` is ``analytical`` (alpha-beta), ``congestion``
-    (link-level) or ``nccl`` (bus-bandwidth model of real NCCL). ``duration_scale`` rescales
+    (link-level), ``nccl`` (bus-bandwidth model of real NCCL) or ``hybrid`` (NCCL's costs for
+    groups that cross nodes, alpha-beta inside a node). ``duration_scale`` rescales
     measured ``duration_micros`` (e.g. to a faster device); ``dtype`` is the compute precision
     of roofline-costed nodes that do not state one. ``compression`` (AdaComp or ScaleCom)
     replaces the data-parallel gradient all-reduces and reduce-scatters (group kinds ``dp``,
@@ -66,7 +67,7 @@ class System(BaseModel):
     name: str = "system"
     device: str = "h100-sxm"
     network: str = "ring:8@50/0.5"
-    cost_model: Literal["analytical", "congestion", "nccl"] = "analytical"
+    cost_model: Literal["analytical", "congestion", "nccl", "hybrid"] = "analytical"
     algorithms: dict[str, str | list[str]] = Field(default_factory=dict)
     collective: SystemConfig = Field(default_factory=SystemConfig)
     scheduling: Scheduling = Field(default_factory=Scheduling)

@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "studies.cli._demo",
     "studies.cli._et",
     "studies.cli._collective",
+    "studies.cli._synthesize",
     "studies.cli._simulate",
     "studies.cli._predict",
     "studies.cli._validate",

@@ -18,7 +18,7 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--data", default=str(default_data_path()), help="published.csv path")
     parser.add_argument(
-        "--cost-model", choices=("analytical", "congestion", "nccl"), default="analytical"
+        "--cost-model", choices=("analytical", "congestion", "nccl", "hybrid"), default="nccl"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=_run)

@@ -81,8 +81,10 @@ def test_public_api_is_stable() -> None:
         "ScaleComResult",
         "Schedule",
         "SystemConfig",
+        "TacosResult",
         "build_schedule",
         "calibrate_compression",
+        "clear_tacos_cache",
         "collective_cost",
         "collective_time_us",
         "compressed_sync_cost",
@@ -95,7 +97,14 @@ def test_public_api_is_stable() -> None:
         "plan_phases",
         "read_astra_system",
         "routes_for",
+        "synthesize_tacos",
+        "tacos_cache_info",
+        "tacos_lower_bound_us",
+        "tacos_schedule",
+        "to_msccl_json",
+        "to_msccl_xml",
         "verify_delivery",
+        "write_msccl",
     ]
 
 
