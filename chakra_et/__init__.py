@@ -13,12 +13,21 @@ from chakra_et._attrs import (
     make_attr,
     set_attr,
 )
+from chakra_et._capture import CaptureError, CaptureSession, capture
 from chakra_et._errors import ChakraETError, ETFormatError, ETJSONError, ETValidationError, Problem
 from chakra_et._graph import DEFAULT_SCHEMA_VERSION, ETGraph, new_metadata, new_node, node_type_name
 from chakra_et._io import from_json, iter_nodes, load, load_json, save, save_json, to_json
 from chakra_et._stream import MAX_MESSAGE_BYTES, ETReader, ETWriter
 from chakra_et._summary import ETSummary, summarize
 from chakra_et._validate import check, validate
+from chakra_et.convert import (
+    Conversion,
+    ConversionReport,
+    ConversionWarning,
+    TraceConversionError,
+    convert_directory,
+    convert_pytorch,
+)
 from chakra_et.schema import AttributeProto, CollectiveCommType, GlobalMetadata, Node, NodeType
 
 __all__ = [
@@ -27,8 +36,13 @@ __all__ = [
     "RESERVED_ATTR_KINDS",
     "AttrValue",
     "AttributeProto",
+    "CaptureError",
+    "CaptureSession",
     "ChakraETError",
     "CollectiveCommType",
+    "Conversion",
+    "ConversionReport",
+    "ConversionWarning",
     "ETFormatError",
     "ETGraph",
     "ETJSONError",
@@ -40,9 +54,13 @@ __all__ = [
     "Node",
     "NodeType",
     "Problem",
+    "TraceConversionError",
     "attr_value",
     "attrs_dict",
+    "capture",
     "check",
+    "convert_directory",
+    "convert_pytorch",
     "from_json",
     "get_attr",
     "iter_nodes",

@@ -23,6 +23,7 @@ __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 COMMAND_MODULES: tuple[str, ...] = (
     "studies.cli._demo",
     "studies.cli._et",
+    "studies.cli._convert",
     "studies.cli._collective",
     "studies.cli._synthesize",
     "studies.cli._simulate",

@@ -1,0 +1,58 @@
+"""Conversion of PyTorch host execution traces (+ Kineto device traces) into Chakra ETs.
+
+What a converted ET holds, beyond the Chakra reserved attributes:
+
+- every node: ``host_id`` (the host-trace node it came from; GPU nodes have none);
+  compute nodes ``is_cpu_op``, and ``host_gap_us`` when idle CPU time before the op on its
+  thread was added to ``duration_micros``; GPU nodes ``stream``.
+- communication nodes: ``comm_type``, ``comm_size`` (bytes of the per-rank buffer, as
+  ASTRA-sim reads it), ``pg_name``; send/recv also ``comm_src``, ``comm_dst`` (global ranks)
+  and ``comm_tag``.
+- GlobalMetadata: ``rank``, ``world_size``, ``comm_backend``, ``pg_names`` and, per group,
+  ``pg_ranks:<pg_name>`` (global ranks, int64 list) and ``pg_desc:<pg_name>``;
+  ``source_schema`` and ``converter``.
+"""
+
+from chakra_et.convert._errors import (
+    ConversionWarning,
+    HostTraceError,
+    KinetoTraceError,
+    TraceConversionError,
+    UnsupportedSchemaError,
+)
+from chakra_et.convert._host_et import (
+    SUPPORTED_SCHEMAS,
+    HostTrace,
+    load_host_trace,
+    parse_host_trace,
+)
+from chakra_et.convert._kineto import KinetoTrace, load_kineto_trace, parse_kineto_trace
+from chakra_et.convert._report import ConversionReport
+from chakra_et.convert.pytorch import (
+    Conversion,
+    convert_directory,
+    convert_pytorch,
+    convert_traces,
+    find_rank_files,
+)
+
+__all__ = [
+    "SUPPORTED_SCHEMAS",
+    "Conversion",
+    "ConversionReport",
+    "ConversionWarning",
+    "HostTrace",
+    "HostTraceError",
+    "KinetoTrace",
+    "KinetoTraceError",
+    "TraceConversionError",
+    "UnsupportedSchemaError",
+    "convert_directory",
+    "convert_pytorch",
+    "convert_traces",
+    "find_rank_files",
+    "load_host_trace",
+    "load_kineto_trace",
+    "parse_host_trace",
+    "parse_kineto_trace",
+]

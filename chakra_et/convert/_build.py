@@ -1,0 +1,565 @@
+"""Building the Chakra ET from selected units, Kineto timing and process groups.
+
+Nodes are written in start order and every dependency points to a node written earlier, so
+the graph is acyclic by construction. Dependencies: program order per thread and per GPU
+stream, data dependencies through tensor ids (and through the storage a collective writes),
+and cross-thread links where the timeline shows a thread idle until another one finished.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from typing import Any
+
+from chakra_et._attrs import RESERVED_ATTR_KINDS, make_attr
+from chakra_et._graph import ETGraph, new_metadata
+from chakra_et.convert._collectives import comm_size_bytes, compatible, p2p_peer_and_tag
+from chakra_et.convert._host_et import HostOp, iter_tensors
+from chakra_et.convert._kineto import KinetoEvent, KinetoTrace
+from chakra_et.convert._link import HostKinetoLink
+from chakra_et.convert._process_groups import ProcessGroups
+from chakra_et.convert._report import ConversionReport
+from chakra_et.convert._units import Unit
+from chakra_et.schema import CollectiveCommType, Node, NodeType
+
+__all__ = ["BuildOptions", "absorb_worker_ops", "build_graph", "pair_backend_ops"]
+
+ThreadKey = tuple[str, int | str]
+_WAIT_LOOKBACK = 8
+# Plain ints: attribute lookups on protobuf enum wrappers are slow in per-node loops.
+_COMP_NODE = int(NodeType.COMP_NODE)
+_METADATA_NODE = int(NodeType.METADATA_NODE)
+_COMM_COLL_NODE = int(NodeType.COMM_COLL_NODE)
+_COMM_SEND_NODE = int(NodeType.COMM_SEND_NODE)
+_COMM_RECV_NODE = int(NodeType.COMM_RECV_NODE)
+_INT_BOUNDS = {
+    "int32": (-(2**31), 2**31),
+    "int64": (-(2**63), 2**63),
+    "uint64": (0, 2**64),
+}
+_THREAD_ID_GAP = 2  # most ids apart two worker threads of one gloo group can be
+
+
+@dataclass
+class BuildOptions:
+    """Knobs of graph building.
+
+    ``host_gaps``: add the idle CPU time before an op on its thread (Python and framework
+    overhead, not waiting on another thread) to the op's ``duration_micros``; the share is
+    kept in the ``host_gap_us`` attribute.
+    """
+
+    host_gaps: bool = True
+    schema_version: str = "0.0.4"
+
+
+@dataclass(slots=True)
+class _Node:
+    """A node to be written, with its timing on the trace clock."""
+
+    unit: Unit | None
+    name: str
+    node_type: int
+    start_us: float | None
+    end_us: float | None
+    duration_us: float
+    thread: ThreadKey | None
+    order_key: tuple[float, int, int]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    in_chain: bool = True
+    stream: int | None = None
+    launcher: Unit | None = None
+    et_id: int = -1
+    deps: list[int] = field(default_factory=list)
+
+
+def pair_backend_ops(
+    units: list[Unit], unit_of: dict[int, Unit], backend_ops: list[HostOp], by_id: dict[int, HostOp]
+) -> list[HostOp]:
+    """Attach each backend span (``gloo:*``) to the c10d op it executes; return the unpaired.
+
+    A span nested under its c10d op (NCCL) pairs with it. gloo records its spans from worker
+    threads, which the host trace files under whatever op the main thread was in: those pair
+    first-in first-out, by record-function id, with the earliest compatible c10d op.
+    """
+    comm_units = sorted((u for u in units if u.kind == "comm"), key=lambda u: u.op.rf_id)
+    taken: set[int] = set()
+    unpaired: list[HostOp] = []
+    loose: list[HostOp] = []
+    for op in {op.id: op for op in backend_ops}.values():
+        cursor, owner = by_id.get(op.parent), None
+        for _ in range(4):
+            if cursor is None:
+                break
+            candidate = unit_of.get(cursor.id)
+            if candidate is not None and candidate.kind == "comm" and candidate.op is cursor:
+                owner = candidate
+                break
+            cursor = by_id.get(cursor.parent) if cursor.parent != cursor.id else None
+        if owner is not None and owner.spec is not None and compatible(owner.spec, op.name):
+            owner.backend.append(op)
+            taken.add(id(owner))
+        else:
+            loose.append(op)
+    head = 0  # every comm unit before ``head`` is taken: scans start there
+    for op in sorted(loose, key=lambda o: o.rf_id):
+        match = None
+        while head < len(comm_units) and id(comm_units[head]) in taken:
+            head += 1
+        for position in range(head, len(comm_units)):
+            unit = comm_units[position]
+            if unit.op.rf_id > op.rf_id:
+                break
+            if id(unit) in taken or unit.spec is None or not compatible(unit.spec, op.name):
+                continue
+            match = unit
+            break
+        if match is None:
+            unpaired.append(op)
+        else:
+            match.backend.append(op)
+            taken.add(id(match))
+    return unpaired
+
+
+def absorb_worker_ops(units: list[Unit], link: HostKinetoLink) -> tuple[list[Unit], int]:
+    """Fold ops that ran inside a collective's backend span on its worker thread into it.
+
+    gloo copies results (``aten::select``/``aten::copy_``) on the worker thread while it
+    executes a collective: that time is part of the collective, not work of its own, and the
+    worker's idle time before it is waiting for work, not CPU overhead. Returns the units left
+    and how many were folded.
+    """
+    spans_by_tid: dict[int | str, list[tuple[float, float, Unit]]] = {}
+    for unit in units:
+        if unit.kind != "comm":
+            continue
+        issue = link.span_of.get(unit.op.id)
+        for op in unit.backend:
+            span = link.span_of.get(op.id)
+            if span is not None and (issue is None or span.tid != issue.tid):
+                spans_by_tid.setdefault(span.tid, []).append((span.ts_us, span.end_us, unit))
+    if not spans_by_tid:
+        return units, 0
+    starts_by_tid = {}
+    for tid, tid_spans in spans_by_tid.items():
+        tid_spans.sort(key=lambda s: s[0])
+        starts_by_tid[tid] = [s[0] for s in tid_spans]
+    kept: list[Unit] = []
+    folded = 0
+    for unit in units:
+        span = link.span_of.get(unit.op.id) if unit.kind == "comp" else None
+        spans = spans_by_tid.get(span.tid) if span is not None else None
+        if span is not None and spans is not None:
+            position = bisect.bisect_right(starts_by_tid[span.tid], span.ts_us) - 1
+            if position >= 0 and span.end_us <= spans[position][1]:
+                owner = spans[position][2]
+                owner.members.extend(unit.members)
+                folded += 1
+                continue
+        kept.append(unit)
+    return kept, folded
+
+
+def _gloo_thread_groups(
+    units: list[Unit], link: HostKinetoLink | None, groups: ProcessGroups
+) -> dict[int | str, str]:
+    """Which process group each gloo worker thread serves.
+
+    gloo gives every group its own worker threads, created with the group, so thread ids
+    sorted ascending and cut into equal runs follow group creation order. Only used when the
+    host trace names no group (gloo writes no ``record_param_comms``).
+    """
+    if link is None:
+        return {}
+    # A group of one rank has nothing to exchange over the network: not a candidate.
+    names = [g.name for g in groups.groups.values() if "gloo" in g.backend and g.size != 1]
+    threads: set[int | str] = set()
+    for unit in units:
+        issue = link.span_of.get(unit.op.id)
+        for op in unit.backend:
+            span = link.span_of.get(op.id)
+            if span is not None and issue is not None and span.tid != issue.tid:
+                threads.add(span.tid)
+    if not names or not threads:
+        return {}
+    ordered = sorted(threads, key=lambda t: (isinstance(t, str), str(t).zfill(20)))
+    # Threads of one group are created back to back: consecutive ids form its cluster.
+    clusters: list[list[int | str]] = []
+    for tid in ordered:
+        last = clusters[-1][-1] if clusters else None
+        if isinstance(tid, int) and isinstance(last, int) and tid - last <= _THREAD_ID_GAP:
+            clusters[-1].append(tid)
+        else:
+            clusters.append([tid])
+    if len(clusters) == len(names):
+        return {tid: name for name, cluster in zip(names, clusters, strict=True) for tid in cluster}
+    if len(names) == 1:
+        return dict.fromkeys(ordered, names[0])
+    return {}  # ambiguous: the default group is assumed, and the report says so
+
+
+def _pg_name(
+    unit: Unit,
+    groups: ProcessGroups,
+    link: HostKinetoLink | None,
+    thread_groups: dict[int | str, str],
+) -> tuple[str, str]:
+    """The group of a comm unit and how it was found."""
+    pc = unit.param_comms
+    if pc is not None:
+        name = pc.attrs.get("pg_name")
+        if isinstance(name, str) and name:
+            return name, "record_param_comms"
+        for value in pc.inputs[1:4]:
+            if isinstance(value, list) and value and isinstance(value[0], str):
+                return value[0], "record_param_comms"
+            if isinstance(value, int) and not isinstance(value, bool):
+                group = groups.by_backend_id(value)
+                if group is not None:
+                    return group.name, "backend id"
+    if link is not None:
+        for op in unit.backend:
+            span = link.span_of.get(op.id)
+            if span is not None and span.tid in thread_groups:
+                return thread_groups[span.tid], "gloo worker thread"
+    default = groups.default
+    return (default.name if default is not None else "0"), "default group"
+
+
+def build_graph(
+    units: list[Unit],
+    kineto: KinetoTrace | None,
+    link: HostKinetoLink | None,
+    groups: ProcessGroups,
+    report: ConversionReport,
+    options: BuildOptions,
+) -> ETGraph:
+    """Write the units (and GPU events) as an ``ETGraph``; fill the report's node counts."""
+    thread_groups = _gloo_thread_groups(units, link, groups)
+    nodes: list[_Node] = []
+    node_of_unit: dict[int, _Node] = {}
+    fallback_ts = 0.0
+    for index, unit in enumerate(units):
+        nodes.append(_unit_node(unit, index, link, groups, thread_groups, report))
+        node = nodes[-1]
+        if node.start_us is not None:
+            fallback_ts = node.start_us
+        else:
+            node.order_key = (fallback_ts, unit.op.rf_id, index)
+        node_of_unit[id(unit)] = node
+    if kineto is not None and link is not None:
+        for gpu in _gpu_nodes(kineto, link, units, node_of_unit, report):
+            launcher = node_of_unit.get(id(gpu.launcher)) if gpu.launcher is not None else None
+            if launcher is not None and gpu.order_key < launcher.order_key:
+                # Device and host clocks can disagree by microseconds; a kernel still
+                # comes after the op that launched it.
+                gpu.order_key = (launcher.order_key[0], gpu.order_key[1], gpu.order_key[2])
+            nodes.append(gpu)
+    nodes.sort(key=lambda n: n.order_key)
+    graph = ETGraph(new_metadata(options.schema_version))
+    _wire(nodes, node_of_unit, options)
+    finish_us: list[int] = []
+    for et_id, node in enumerate(nodes):
+        duration_us = max(0, round(node.duration_us))
+        # Nodes are in topological order: the critical path is one pass over them.
+        finish_us.append(max([finish_us[d] for d in node.deps], default=0) + duration_us)
+        graph.add(_make_node(et_id, node, duration_us))
+    report.critical_path_us = max(finish_us, default=0)
+    return graph
+
+
+def _make_node(et_id: int, node: _Node, duration_us: int) -> Node:
+    """A ``Node`` with its attributes added in place (``new_node`` copies each attribute,
+    which dominates conversion time at a million nodes); reserved names keep their kinds."""
+    message = Node(
+        id=et_id,
+        name=node.name,
+        type=node.node_type,  # type: ignore[arg-type]
+        duration_micros=duration_us,
+        ctrl_deps=node.deps,
+    )
+    attrs = node.attrs
+    if node.node_type == _COMP_NODE and len(attrs) == 2 and "host_id" in attrs:
+        # The bulk of every trace: a host compute node with its two plain attributes.
+        message.attr.add(name="host_id", int64_val=attrs["host_id"])
+        message.attr.add(name="is_cpu_op", bool_val=attrs["is_cpu_op"])
+        return message
+    for name, value in attrs.items():
+        kind = RESERVED_ATTR_KINDS.get(name)
+        if kind is None:
+            if isinstance(value, (list, tuple)):
+                message.attr.append(make_attr(name, value))
+                continue
+            kind = (
+                "bool"
+                if isinstance(value, bool)
+                else "int64"
+                if isinstance(value, int)
+                else "string"
+            )
+        if kind in _INT_BOUNDS and not _INT_BOUNDS[kind][0] <= value < _INT_BOUNDS[kind][1]:
+            message.attr.append(make_attr(name, value))  # raises, naming the attribute
+            continue
+        message.attr.add(name=name, **{f"{kind}_val": value})
+    return message
+
+
+def _unit_node(
+    unit: Unit,
+    index: int,
+    link: HostKinetoLink | None,
+    groups: ProcessGroups,
+    thread_groups: dict[int | str, str],
+    report: ConversionReport,
+) -> _Node:
+    op = unit.op
+    span = link.span_of.get(op.id) if link is not None else None
+    start = span.ts_us if span is not None else None
+    end = span.end_us if span is not None else None
+    duration = span.dur_us if span is not None else (op.duration_us or 0.0)
+    thread: ThreadKey = ("kineto", span.tid) if span is not None else ("host", op.tid)
+    attrs: dict[str, Any] = {"host_id": op.id}
+    node = _Node(
+        unit,
+        op.name,
+        _COMP_NODE,
+        start,
+        end,
+        duration,
+        thread,
+        (start if start is not None else 0.0, op.rf_id, index),
+        attrs,
+    )
+    if unit.kind == "metadata":
+        node.node_type = _METADATA_NODE
+        node.duration_us = 0.0
+        node.in_chain = False
+        return node
+    if unit.kind == "comp":
+        attrs["is_cpu_op"] = True
+        return node
+    spec = unit.spec
+    assert spec is not None
+    pg_name, pg_source = _pg_name(unit, groups, link, thread_groups)
+    size = comm_size_bytes(op, spec)
+    attrs["comm_size"] = size
+    attrs["pg_name"] = pg_name
+    record: dict[str, Any] = {
+        "name": op.name,
+        "host_id": op.id,
+        "comm_size_bytes": size,
+        "pg_name": pg_name,
+        "pg_source": pg_source,
+    }
+    if spec.kind == "coll":
+        node.node_type = _COMM_COLL_NODE
+        attrs["comm_type"] = spec.comm_type
+        record["comm_type"] = CollectiveCommType.Name(spec.comm_type)
+    else:
+        peer, tag = p2p_peer_and_tag(op, spec)
+        if peer is None:
+            # A receive from any source (or a send whose peer the trace lost) cannot be
+            # matched across ranks: its measured time stays, as a compute node.
+            for key in ("comm_size", "pg_name"):
+                attrs.pop(key)
+            attrs["is_cpu_op"] = True
+            report.warnings.append(
+                f"node {op.id} ({op.name}): peer rank unknown; kept as a compute node"
+            )
+            report.host_fates["emitted"] -= 1
+            report.host_fates["emitted as compute: point-to-point with unknown peer"] += 1
+            return node
+        own = groups.rank
+        peer_global = groups.global_rank(pg_name, peer)
+        attrs["comm_tag"] = tag
+        src: int | None
+        dst: int | None
+        if spec.kind == "send":
+            node.node_type = _COMM_SEND_NODE
+            src, dst = own, peer_global
+        else:
+            node.node_type = _COMM_RECV_NODE
+            src, dst = peer_global, own
+        if src is not None:
+            attrs["comm_src"] = src
+        if dst is not None:
+            attrs["comm_dst"] = dst
+        record.update(kind=spec.kind, comm_src=src, comm_dst=dst, comm_tag=tag)
+    # The collective lasts from its issue to the end of its backend execution.
+    backend_spans = (
+        [s for s in (link.span_of.get(b.id) for b in unit.backend) if s is not None]
+        if link is not None
+        else []
+    )
+    if backend_spans and start is not None and end is not None:
+        finish = max([end, *(s.end_us for s in backend_spans)])
+        node.end_us = finish
+        node.duration_us = finish - start
+        node.in_chain = all(s.tid == span.tid for s in backend_spans if span is not None)
+    elif unit.backend and link is None:
+        node.duration_us = max([node.duration_us, *(b.duration_us or 0.0 for b in unit.backend)])
+    record["duration_us"] = round(node.duration_us, 3)
+    (report.collectives if spec.kind == "coll" else report.p2p).append(record)
+    return node
+
+
+def _gpu_nodes(
+    kineto: KinetoTrace,
+    link: HostKinetoLink,
+    units: list[Unit],
+    node_of_unit: dict[int, _Node],
+    report: ConversionReport,
+) -> list[_Node]:
+    """One node per GPU kernel/memcpy/memset; a communication kernel times its collective."""
+    unit_of_op: dict[int, Unit] = {}
+    for owner in units:
+        for member in (*owner.members, *owner.backend):
+            unit_of_op[member.id] = owner
+    out: list[_Node] = []
+    for index, event in enumerate(kineto.gpu_events):
+        report.device_events_in += 1
+        launcher_op = link.launcher_of.get(index)
+        unit = unit_of_op.get(launcher_op) if launcher_op is not None else None
+        if unit is not None and unit.kind == "comm":
+            node = node_of_unit[id(unit)]
+            if node.stream is None:
+                node.duration_us = event.dur_us
+                node.stream = event.stream
+                node.in_chain = False
+                node.end_us = event.end_us
+                report.device_fates["timed its collective"] += 1
+                continue
+        if unit is None:
+            # Kineto usually spans more steps than the host trace: a kernel whose launch is
+            # not in the host trace belongs to another step.
+            report.device_fates["dropped: launched outside the host trace"] += 1
+            continue
+        report.device_fates["emitted"] += 1
+        out.append(_kernel_node(event, index, unit))
+    return out
+
+
+def _kernel_node(event: KinetoEvent, index: int, unit: Unit | None) -> _Node:
+    return _Node(
+        None,
+        event.name,
+        _COMP_NODE,
+        event.ts_us,
+        event.end_us,
+        event.dur_us,
+        None,
+        (event.ts_us, 1 << 62, index),
+        {"is_cpu_op": False, "stream": event.stream if event.stream is not None else -1},
+        in_chain=False,
+        stream=event.stream if event.stream is not None else -1,
+        launcher=unit,
+    )
+
+
+def _tensors(values: list[Any], types: list[Any]) -> list[tuple[int, int]]:
+    """``(tensor_id, storage_id)`` of every tensor argument."""
+    found: list[tuple[int, int]] = []
+    for i, value in enumerate(values):
+        type_str = types[i] if i < len(types) else ""
+        if type(type_str) is not str:
+            continue
+        if type_str.startswith("Tensor(") and type(value) is list and len(value) == 6:
+            found.append((value[0], value[1]))  # the common case: one plain tensor
+        elif "Tensor" in type_str:
+            found.extend((t, storage) for t, storage, _ in iter_tensors(value, type_str))
+    return found
+
+
+def _wire(nodes: list[_Node], node_of_unit: dict[int, _Node], options: BuildOptions) -> None:
+    """Give every node its id and dependencies; all point backwards in ``nodes`` order."""
+    last_on_thread: dict[ThreadKey, _Node] = {}
+    last_on_stream: dict[int, _Node] = {}
+    writer: dict[int, _Node] = {}
+    comm_storage: dict[int, _Node] = {}
+    ends: list[tuple[float, int]] = []  # (end time, index) of timed host nodes, for waits
+    for index, node in enumerate(nodes):
+        node.et_id = index
+        deps: list[int] = []
+        unit = node.unit
+        if unit is None:  # a GPU event
+            launcher = node_of_unit.get(id(node.launcher)) if node.launcher else None
+            if launcher is not None and launcher.et_id >= 0:
+                deps.append(launcher.et_id)
+            prev = last_on_stream.get(node.stream if node.stream is not None else -1)
+            if prev is not None:
+                deps.append(prev.et_id)
+            last_on_stream[node.stream if node.stream is not None else -1] = node
+            node.deps = list(dict.fromkeys(deps))
+            continue
+        if unit.kind == "metadata":
+            continue
+        thread = node.thread
+        assert thread is not None
+        prev = last_on_thread.get(thread)
+        if prev is not None:
+            deps.append(prev.et_id)
+        if node.stream is not None:
+            prev_stream = last_on_stream.get(node.stream)
+            if prev_stream is not None:
+                deps.append(prev_stream.et_id)
+            last_on_stream[node.stream] = node
+        op = unit.op
+        inputs = _tensors(op.inputs, op.input_types)
+        for tensor, storage in inputs:
+            producer = writer.get(tensor)
+            if producer is not None:
+                deps.append(producer.et_id)
+            if comm_storage:
+                producer = comm_storage.get(storage)
+                if producer is not None and unit.kind == "comp":
+                    deps.append(producer.et_id)
+        if node.start_us is not None and node.in_chain:
+            gap_start = prev.end_us if prev is not None and prev.end_us is not None else None
+            waited = _waited_on(nodes, ends, thread, gap_start, node.start_us)
+            if waited is not None:
+                deps.append(waited.et_id)
+            # Idle time until the last dependency finished was waiting (for another thread,
+            # a collective, or work on an idle worker thread); only the rest is overhead.
+            busy_from = gap_start
+            for dep in deps:
+                dep_end = nodes[dep].end_us
+                if dep_end is not None and (busy_from is None or dep_end > busy_from):
+                    busy_from = dep_end
+            if options.host_gaps and unit.kind == "comp" and busy_from is not None:
+                gap_us = max(0.0, node.start_us - busy_from)
+                if gap_us > 0:
+                    node.duration_us += gap_us
+                    node.attrs["host_gap_us"] = round(gap_us)
+        for tensor, _ in _tensors(op.outputs, op.output_types):
+            writer[tensor] = node
+        if unit.kind == "comm":
+            for tensor, storage in inputs:
+                writer[tensor] = node  # collectives write their buffers in place
+                comm_storage[storage] = node
+        if node.in_chain:
+            last_on_thread[thread] = node
+        if node.end_us is not None:
+            bisect.insort(ends, (node.end_us, index))
+        node.deps = [d for d in dict.fromkeys(deps) if d != index]
+
+
+def _waited_on(
+    nodes: list[_Node],
+    ends: list[tuple[float, int]],
+    thread: ThreadKey,
+    gap_start: float | None,
+    start_us: float,
+) -> _Node | None:
+    """The node of another thread (or an off-thread collective) that finished last inside the
+    idle gap before ``start_us``: the thread was waiting for it."""
+    position = bisect.bisect_right(ends, (start_us, len(nodes)))
+    for cursor in range(position - 1, max(-1, position - 1 - _WAIT_LOOKBACK), -1):
+        end_us, index = ends[cursor]
+        if gap_start is not None and end_us <= gap_start:
+            return None
+        candidate = nodes[index]
+        if candidate.thread != thread or not candidate.in_chain:
+            return candidate
+    return None

@@ -1,0 +1,85 @@
+"""``trainsim convert``: turn recorded traces into Chakra ETs (``convert pytorch``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+from typing import Any
+
+from chakra_et.convert import (
+    Conversion,
+    ConversionWarning,
+    TraceConversionError,
+    convert_directory,
+    convert_pytorch,
+)
+
+__all__ = ["ConvertUsageError", "register"]
+
+
+class ConvertUsageError(TraceConversionError):
+    """A ``trainsim convert`` invocation that names neither one trace nor one directory."""
+
+
+def register(sub: Any) -> None:
+    """Add the ``convert`` subcommand group with its ``pytorch`` action."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "convert", help="convert recorded traces into Chakra ETs"
+    )
+    actions = parser.add_subparsers(dest="convert_command", metavar="FORMAT")
+    pytorch = actions.add_parser(
+        "pytorch",
+        help="PyTorch host execution trace (+ Kineto device trace) -> Chakra ET",
+        description="Convert one rank (--host [--kineto] -o OUT.et) or a directory of "
+        "host.R.json / device.R.json files (DIR -o OUTDIR, writing NAME.R.et).",
+    )
+    pytorch.add_argument("directory", nargs="?", metavar="DIR", help="directory of rank traces")
+    pytorch.add_argument("--host", metavar="HOST.json[.gz]", help="host execution trace")
+    pytorch.add_argument("--kineto", metavar="DEVICE.json[.gz]", help="Kineto trace of the run")
+    pytorch.add_argument(
+        "-o", "--output", required=True, metavar="OUT", help="OUT.et, or OUTDIR with DIR"
+    )
+    pytorch.add_argument("--name", default="et", help="file stem in directory mode (NAME.R.et)")
+    pytorch.add_argument("--rank", type=int, help="rank of a single trace (default: from it)")
+    pytorch.add_argument(
+        "--no-host-gaps",
+        action="store_true",
+        help="do not add idle CPU time between ops to the next op's duration",
+    )
+    pytorch.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    pytorch.set_defaults(func=_pytorch)
+
+
+def _pytorch(args: argparse.Namespace) -> int:
+    if (args.directory is None) == (args.host is None):
+        raise ConvertUsageError("convert pytorch: give either DIR or --host (not both)")
+    if args.directory is not None and (args.kineto or args.rank is not None):
+        raise ConvertUsageError("convert pytorch: --kineto/--rank apply to --host, not to DIR")
+    host_gaps = not args.no_host_gaps
+    with warnings.catch_warnings():
+        # The report carries every warning; printing them twice would only add noise.
+        warnings.simplefilter("ignore", ConversionWarning)
+        if args.directory is not None:
+            results = convert_directory(
+                args.directory, args.output, name=args.name, host_gaps=host_gaps
+            )
+        else:
+            results = [
+                convert_pytorch(
+                    args.host, args.kineto, args.output, rank=args.rank, host_gaps=host_gaps
+                )
+            ]
+    _print(results, as_json=args.json)
+    return 0
+
+
+def _print(results: list[Conversion], *, as_json: bool) -> None:
+    if as_json:
+        reports = [r.report.to_dict() for r in results]
+        payload: dict[str, Any] = reports[0] if len(reports) == 1 else {"ranks": reports}
+        print(json.dumps(payload, indent=2))
+        return
+    for result in results:
+        print(result.report.format())
+        print(f"  wrote {result.report.output}")
