@@ -73,8 +73,10 @@ _DEFAULT_CLUSTER = {
 def cluster_system(device: str, gpus: int, *, cluster: str | None = None, **fields: Any) -> System:
     """A ``System`` of ``gpus`` devices on a built-in cluster (the device's default if unset).
 
-    Extra keyword arguments are ``System`` fields (``cost_model``, ``scheduling``...).
+    Extra keyword arguments are ``System`` fields (``cost_model``, ``scheduling``...). The
+    cost model defaults to ``nccl``, the setting the validation study scores best with.
     """
+    fields.setdefault("cost_model", "nccl")
     spec = device_preset(device)
     name = cluster or _DEFAULT_CLUSTER.get(spec.name)
     if name is None or name not in CLUSTER_PRESETS:

@@ -11,7 +11,12 @@ per-row value:
 * sequence parallelism off and no recomputation unless the row says so;
 * Narayanan et al.'s FLOP count (Eq. 3, recomputation included) is our hardware FLOPs; the
   Megatron-Core rows' "model TFLOP/s" is our model FLOPs;
-* GPT models have learned positions, biases, dropout and tied embeddings (as in the papers).
+* GPT models have learned positions, biases, dropout and tied embeddings (as in the papers);
+* overlap flags stated in a row's notes are used: ``--tp-comm-overlap`` (Megatron allows it
+  only with sequence parallelism, so it implies it) and ``--overlap-param-gather`` (it exists
+  only with the distributed optimizer, so it implies that);
+* collectives are costed by the NCCL bus-bandwidth model (``collectives.NcclModel``) on the
+  device's built-in cluster (``engine.cluster_system``): one global setting for every row.
 
 Rows that cannot be predicted from what they state (no parallel configuration, a device
 without a preset, run-to-run variability figures) are listed with the reason, not dropped.
@@ -170,6 +175,11 @@ def _model(row: dict[str, str]) -> ModelSpec:
 
 def _plan(row: dict[str, str]) -> ParallelPlan:
     recompute = row["recompute"].strip() or "none"
+    # Overlap flags a row states in its notes are part of its configuration; Megatron's
+    # --tp-comm-overlap requires --sequence-parallel, so it implies sequence parallelism.
+    tp_overlap = "--tp-comm-overlap" in row["notes"]
+    # --overlap-param-gather exists only with Megatron's distributed optimizer.
+    distributed_optimizer = "--overlap-param-gather" in row["notes"]
     return ParallelPlan(
         tp=_int(row["tp"], 1),
         pp=_int(row["pp"], 1),
@@ -177,7 +187,9 @@ def _plan(row: dict[str, str]) -> ParallelPlan:
         cp=_int(row["cp"], 1),
         ep=_int(row["ep"], 1),
         vpp=_int(row["interleave"], 1),
-        sequence_parallel=row["sp"].strip() == "1",
+        sequence_parallel=row["sp"].strip() == "1" or tp_overlap,
+        overlap_tp_comm=tp_overlap,
+        distributed_optimizer=distributed_optimizer,
         zero_stage=_int(row["zero_stage"], 0),
         micro_batch_size=_int(row["micro_batch"], 1),
         global_batch_size=_int(row["global_batch"], 0) or None,
@@ -223,11 +235,11 @@ def _memory_metric(metric: str, model: ModelSpec, plan: ParallelPlan) -> float:
     return memory.activations_bytes / 2**30
 
 
-def _nccl_row(row: dict[str, str]) -> float | None:
+def _nccl_row(row: dict[str, str], cost_model: str) -> float | None:
     """Bus bandwidth of an nccl-tests all-reduce on the H100 cluster preset (GB/s)."""
     size = int(row["metric"].split("@")[1].rstrip("B"))
     gpus = int(row["gpus"])
-    system = cluster_system("h100-sxm", gpus)
+    system = cluster_system("h100-sxm", gpus, cost_model=cost_model)
     cost = collective_cost(
         "all_reduce", size, range(gpus), system.topology, None, system.cost_model
     )
@@ -235,9 +247,7 @@ def _nccl_row(row: dict[str, str]) -> float | None:
     return size / time_s * 2 * (gpus - 1) / gpus / 1e9
 
 
-def run_validation(
-    path: str | Path | None = None, *, cost_model: str = "analytical"
-) -> ValidationReport:
+def run_validation(path: str | Path | None = None, *, cost_model: str = "nccl") -> ValidationReport:
     """Predict every row of the published-measurements table and report the errors."""
     report = ValidationReport()
     cache: dict[tuple[str, ...], StepResult] = {}
@@ -253,7 +263,7 @@ def run_validation(
             entry.skipped = "no numeric value"
             continue
         if source == "nccl-tests 2x8 H100":
-            entry.predicted = _nccl_row(row)
+            entry.predicted = _nccl_row(row, cost_model)
             continue
         device = _device(row)
         if source in ("PRISM",):

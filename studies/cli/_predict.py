@@ -39,7 +39,7 @@ def add_system_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--network", metavar="FILE", help="ASTRA-sim network YAML instead")
     parser.add_argument(
-        "--cost-model", choices=("analytical", "congestion", "nccl", "hybrid"), default="analytical"
+        "--cost-model", choices=("analytical", "congestion", "nccl", "hybrid"), default="nccl"
     )
     parser.add_argument(
         "--compression",
