@@ -52,7 +52,9 @@ class Replay:
     inputs: list[list[int]]
     order: list[int]
     refcount: list[int]
-    last_occ: list[int]  # per rank position: occurrence ending last, -1 if none
+    #: per rank position: the occurrence ending last, -1 if none (its kind is the one the
+    #: copies of the rank class are last synchronised through)
+    last_occ: list[int]
     sync_kinds: list[str]
     #: [k][j]: the wait for copies at a kind-k collective is common to kind-j copies
     shares_wait: list[list[bool]]
@@ -252,9 +254,6 @@ def build_replay(workload: Workload, system: System, step: StepResult) -> Replay
             p = owner[m]
             if end[m] >= last_end[p]:
                 last_end[p], last_occ[p] = end[m], o
-    for o in last_occ:
-        if o >= 0:
-            refcount[2 * total + o] += 1  # kept for the finish of the rank's copies
     return Replay(
         ranks=ranks,
         owner=owner,
