@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import replace
 from functools import cache
 
@@ -57,6 +58,25 @@ def simulate(
     Per-rank workloads simulate every rank; rank-class workloads simulate one representative
     per class, whose collectives wait only for the other simulated members of their groups.
     """
+    # Compiling and simulating allocate millions of acyclic objects; full collections would
+    # walk them all for nothing, so the collector is paused for the whole run.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _simulate(workload, system, metrics=metrics, label=label)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _simulate(
+    workload: Workload,
+    system: System,
+    *,
+    metrics: StepMetrics | None,
+    label: str | None,
+) -> StepResult:
+    """``simulate`` with the garbage collector paused by the caller."""
     topo = system.topology
     if workload.world_size > topo.num_npus:
         raise WorkloadError(
