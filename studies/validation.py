@@ -49,6 +49,36 @@ _SOURCES = {
 }
 
 
+#: Columns the study reads from every row.
+_COLUMNS = frozenset(
+    [
+        "source",
+        "model",
+        "layers",
+        "hidden",
+        "heads",
+        "seq_len",
+        "vocab",
+        "global_batch",
+        "micro_batch",
+        "gpus",
+        "gpu_type",
+        "tp",
+        "pp",
+        "dp",
+        "cp",
+        "ep",
+        "sp",
+        "recompute",
+        "interleave",
+        "zero_stage",
+        "metric",
+        "value",
+        "notes",
+    ]
+)
+
+
 def default_data_path() -> Path:
     """``../shared/data/ground_truth/published.csv`` beside the repository."""
     return (
@@ -251,8 +281,13 @@ def run_validation(path: str | Path | None = None, *, cost_model: str = "nccl") 
     """Predict every row of the published-measurements table and report the errors."""
     report = ValidationReport()
     cache: dict[tuple[str, ...], StepResult] = {}
-    with open(path or default_data_path(), newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    source_path = Path(path or default_data_path())
+    with open(source_path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = sorted(_COLUMNS - set(reader.fieldnames or ()))
+        if missing:
+            raise ValueError(f"{source_path}: not a published-measurements table (no {missing})")
+        rows = list(reader)
     for row in rows:
         source = _source(row["source"])
         entry = ValidationRow(
