@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PACKAGES := chakra_et topology collectives models engine studies
-EXTRAS ?= dev,torch
+EXTRAS ?= dev,torch,ray
 
 .PHONY: venv demo test unit lint proto bench clean
 

@@ -1,5 +1,26 @@
 """What-if studies, validation and the trainsim command line."""
 
 from studies._compression import LearnersStudy, adacomp_crossover_closed_form, learners_study
+from studies._executors import Executor, LocalExecutor, RayExecutor, SerialExecutor
+from studies._sweep import SweepResult, sweep
+from studies._sweep_space import Constraints, SearchSpace, SweepConfigError, load_space
+from studies._whatif import WhatIfResult, compression_whatif, topology_whatif
 
-__all__: list[str] = ["LearnersStudy", "adacomp_crossover_closed_form", "learners_study"]
+__all__: list[str] = [
+    "Constraints",
+    "Executor",
+    "LearnersStudy",
+    "LocalExecutor",
+    "RayExecutor",
+    "SearchSpace",
+    "SerialExecutor",
+    "SweepConfigError",
+    "SweepResult",
+    "WhatIfResult",
+    "adacomp_crossover_closed_form",
+    "compression_whatif",
+    "learners_study",
+    "load_space",
+    "sweep",
+    "topology_whatif",
+]

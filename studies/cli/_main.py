@@ -23,15 +23,17 @@ __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 COMMAND_MODULES: tuple[str, ...] = (
     "studies.cli._demo",
     "studies.cli._et",
-    "studies.cli._convert",
-    "studies.cli._collective",
-    "studies.cli._synthesize",
     "studies.cli._simulate",
     "studies.cli._predict",
-    "studies.cli._validate",
     "studies.cli._forecast",
+    "studies.cli._sweep",
+    "studies.cli._whatif",
+    "studies.cli._validate",
+    "studies.cli._convert",
     "studies.cli._generate",
     "studies.cli._memory",
+    "studies.cli._collective",
+    "studies.cli._synthesize",
 )
 
 EXIT_USAGE = 2

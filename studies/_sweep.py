@@ -1,0 +1,402 @@
+"""``sweep``: search parallelism plans for the best one, MAD-Max style, and the result it returns.
+
+The sweep enumerates the plans of a ``SearchSpace`` valid for the model and GPU count, prunes
+those whose memory per GPU exceeds the device (or ``Constraints.max_memory_gib``) without
+simulating them, and simulates the rest on an executor (local processes by default). Each
+result is appended to the ``out`` file as it arrives; a sweep restarted on the same file
+simulates only the plans it does not hold. ``SweepResult`` ranks the plans by the objective,
+gives the speedup of the best over a stated baseline plan, and plots time against memory.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from collectives import CompressionSpec
+from engine import FailureSpec
+from models import ModelSpec, ParallelPlan, check_plan, device_preset, load_model
+from studies._executors import Executor, make_executor
+from studies._sweep_eval import (
+    OBJECTIVES,
+    Objective,
+    PlanTask,
+    SweepContext,
+    base_record,
+    evaluate_plan,
+    memory_gib,
+    rank_record,
+    system_for,
+)
+from studies._sweep_progress import SweepProgress, describe_plan
+from studies._sweep_space import (
+    Constraints,
+    SearchSpace,
+    constraints_from_mapping,
+    enumerate_plans,
+    space_from_mapping,
+)
+from studies._sweep_store import RECORD_COLUMNS, ResultStore
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["SweepResult", "sweep"]
+
+#: Columns of the result table (the file's identity columns are left out).
+_TABLE_COLUMNS = tuple(c for c in RECORD_COLUMNS if c not in ("sweep_id", "key"))
+
+
+def _better(objective: str) -> Callable[[float, float], bool]:
+    _, larger = OBJECTIVES[objective]
+    return (lambda a, b: a > b) if larger else (lambda a, b: a < b)
+
+
+@dataclass
+class SweepResult:
+    """Every plan tried, ranked by the objective, with the best plan and its speedup."""
+
+    model: str
+    device: str
+    gpus: int
+    objective: str
+    records: list[dict[str, Any]]
+    pruned: list[dict[str, Any]] = field(default_factory=list)
+    plans_invalid: int = 0
+    plans_resumed: int = 0
+    wall_s: float = 0.0
+    executor: str = "local"
+    capacity_gib: float = 0.0
+    baseline: dict[str, Any] | None = None
+
+    # -- ranking ---------------------------------------------------------------------------
+    def _ranked(self) -> list[dict[str, Any]]:
+        _, larger = OBJECTIVES[self.objective]
+        ok = [r for r in self.records if r["status"] == "ok" and r["objective"] is not None]
+        return sorted(ok, key=lambda r: (-r["objective"] if larger else r["objective"], r["key"]))
+
+    @property
+    def best_record(self) -> dict[str, Any] | None:
+        """The record of the best feasible plan (None if no plan was feasible)."""
+        ranked = self._ranked()
+        return ranked[0] if ranked else None
+
+    @property
+    def best_plan(self) -> ParallelPlan | None:
+        """The best feasible plan."""
+        best = self.best_record
+        if best is None:
+            return None
+        return ParallelPlan.model_validate({k: best[k] for k in ParallelPlan.model_fields})
+
+    @property
+    def speedup(self) -> float | None:
+        """How many times better the best plan's objective is than the baseline's."""
+        best, base = self.best_record, self.baseline
+        if best is None or base is None or not base.get("objective"):
+            return None
+        _, larger = OBJECTIVES[self.objective]
+        ratio: float = (
+            best["objective"] / base["objective"]
+            if larger
+            else base["objective"] / best["objective"]
+        )
+        return ratio
+
+    # -- tables ----------------------------------------------------------------------------
+    def to_dataframe(self, *, include_pruned: bool = False) -> pd.DataFrame:
+        """One row per plan, best first; pruned plans (memory only) last when asked for."""
+        import pandas as pd
+
+        ranked = self._ranked()
+        ranked_keys = {r["key"] for r in ranked}
+        rest = sorted((r for r in self.records if r["key"] not in ranked_keys), key=_key)
+        rows = ranked + rest + (sorted(self.pruned, key=_key) if include_pruned else [])
+        frame: pd.DataFrame = pd.DataFrame([{c: r.get(c) for c in _TABLE_COLUMNS} for r in rows])
+        return frame
+
+    def best(self, n: int = 5) -> pd.DataFrame:
+        """The ``n`` best feasible plans."""
+        frame: pd.DataFrame = self.to_dataframe().head(min(n, len(self._ranked())))
+        return frame
+
+    def pareto_front(self) -> pd.DataFrame:
+        """Feasible plans no other plan beats on both step time and memory, by memory."""
+        import pandas as pd
+
+        front: list[dict[str, Any]] = []
+        ok = [r for r in self.records if r["status"] == "ok" and r["step_time_s"] is not None]
+        for record in sorted(ok, key=lambda r: (r["memory_gib"], r["step_time_s"])):
+            if not front or record["step_time_s"] < front[-1]["step_time_s"]:
+                front.append(record)
+        frame: pd.DataFrame = pd.DataFrame([{c: r.get(c) for c in _TABLE_COLUMNS} for r in front])
+        return frame
+
+    def plot_pareto(self, path: str | Path | None = None) -> Any:
+        """Step time against memory per GPU, the Pareto front, best and baseline; the figure."""
+        import matplotlib
+
+        if path is not None:
+            matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6.5, 4.5))
+        ok = [r for r in self.records if r["step_time_s"] is not None]
+        ax.scatter(
+            [r["memory_gib"] for r in ok],
+            [r["step_time_s"] for r in ok],
+            s=10,
+            alpha=0.5,
+            label=f"plans ({len(ok)})",
+        )
+        front = self.pareto_front()
+        if len(front):
+            ax.step(front["memory_gib"], front["step_time_s"], where="post", color="C1")
+            ax.scatter(front["memory_gib"], front["step_time_s"], s=18, color="C1", label="Pareto")
+        best = self.best_record
+        if best is not None:
+            ax.scatter(
+                [best["memory_gib"]],
+                [best["step_time_s"]],
+                marker="*",
+                s=160,
+                color="C3",
+                label=f"best: {describe_plan(best)}",
+            )
+        if self.baseline is not None and self.baseline.get("step_time_s") is not None:
+            ax.scatter(
+                [self.baseline["memory_gib"]],
+                [self.baseline["step_time_s"]],
+                marker="D",
+                s=50,
+                color="k",
+                label=f"baseline: {describe_plan(self.baseline)}",
+            )
+        if self.capacity_gib:
+            ax.axvline(self.capacity_gib, ls=":", color="gray", label="memory limit")
+        ax.set_xlabel("memory per GPU (GiB)")
+        ax.set_ylabel("step time (s)")
+        ax.set_title(f"{self.model} on {self.gpus} {self.device}")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path)
+            plt.close(fig)
+        return fig
+
+    # -- presentation ----------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        """Headline figures as plain data (what ``trainsim sweep --json`` prints)."""
+
+        def public(record: dict[str, Any] | None) -> dict[str, Any] | None:
+            if record is None:
+                return None
+            return {c: record.get(c) for c in _TABLE_COLUMNS if c not in ("error",)}
+
+        return {
+            "model": self.model,
+            "device": self.device,
+            "gpus": self.gpus,
+            "objective": self.objective,
+            "executor": self.executor,
+            "plans_evaluated": len(self.records),
+            "plans_pruned": len(self.pruned),
+            "plans_invalid": self.plans_invalid,
+            "plans_resumed": self.plans_resumed,
+            "plans_failed": sum(r["status"] == "error" for r in self.records),
+            "plans_infeasible": sum(r["status"] == "infeasible" for r in self.records),
+            "wall_s": self.wall_s,
+            "best": public(self.best_record),
+            "baseline": public(self.baseline),
+            "speedup_over_baseline": self.speedup,
+        }
+
+    def format(self, top: int = 10) -> str:
+        """A plain-text report: counts, the best plans, and the speedup over the baseline."""
+        column, _ = OBJECTIVES[self.objective]
+        lines = [
+            f"sweep of {self.model} on {self.gpus} {self.device}: {len(self.records)} plans "
+            f"simulated ({self.plans_resumed} from the results file), {len(self.pruned)} pruned "
+            f"by memory, {self.plans_invalid} invalid, {self.wall_s:.1f} s",
+            f"{'rank':>4}  {'plan':<40} {'step s':>9} {'tok/s':>11} {'MFU':>6} {'GiB':>6}"
+            + (f" {'days':>8}" if column == "time_to_train_days" else ""),
+        ]
+        for i, r in enumerate(self._ranked()[:top], start=1):
+            line = (
+                f"{i:>4}  {describe_plan(r)[:40]:<40} {r['step_time_s']:>9.4g} "
+                f"{r['tokens_per_s']:>11.4g} {(r['mfu'] or 0.0):>6.1%} {r['memory_gib']:>6.1f}"
+            )
+            if column == "time_to_train_days":
+                line += f" {r['time_to_train_days']:>8.2f}"
+            lines.append(line)
+        if self.baseline is not None:
+            lines.append(
+                f"baseline {describe_plan(self.baseline)}: step {self.baseline['step_time_s']:.4g}"
+                f" s; best is {self.speedup or float('nan'):.3f}x better ({self.objective})"
+            )
+        return "\n".join(lines)
+
+
+def _key(record: dict[str, Any]) -> str:
+    return str(record["key"])
+
+
+def _resolve_model(model: ModelSpec | str) -> ModelSpec:
+    return model if isinstance(model, ModelSpec) else load_model(model)
+
+
+def sweep(
+    model: ModelSpec | str,
+    device: str,
+    gpus: int,
+    *,
+    space: SearchSpace | dict[str, Any] | None = None,
+    objective: Objective = "step_time",
+    constraints: Constraints | dict[str, Any] | None = None,
+    baseline: ParallelPlan | None = None,
+    cluster: str | None = None,
+    tokens: float | None = None,
+    failures: FailureSpec | None = None,
+    cost_model: str | None = None,
+    compression: CompressionSpec | None = None,
+    executor: str | Executor = "local",
+    workers: int | None = None,
+    address: str | None = None,
+    out: str | Path | None = None,
+    progress: bool | None = False,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+) -> SweepResult:
+    """Search the plans of ``space`` for ``model`` on ``gpus`` ``device`` GPUs.
+
+    ``objective`` ranks plans: ``step_time`` (seconds per step, lower is better),
+    ``tokens_per_s`` (higher) or ``time_to_train`` (days to train ``tokens``, via
+    ``engine.forecast`` with ``failures``). Plans over ``constraints.max_memory_gib`` (default
+    the device's memory) are pruned before simulating; the other constraints mark simulated
+    plans infeasible. ``baseline`` is a plan to compare the best against (``speedup``).
+    ``executor`` is ``local`` (processes, ``workers`` of them, all cores by default), ``ray``
+    (``address`` of a cluster, or a local one), ``serial`` or an ``Executor``. With ``out``
+    every record is appended to that file (``.csv`` or JSON lines) as it arrives, and plans
+    already there are not simulated again. ``on_result`` is called with each new record.
+    ``cost_model`` None keeps ``engine.cluster_system``'s default.
+    """
+    start = time.perf_counter()
+    spec = _resolve_model(model)
+    grid = space if isinstance(space, SearchSpace) else space_from_mapping(space)
+    limits = (
+        constraints
+        if isinstance(constraints, Constraints)
+        else constraints_from_mapping(constraints)
+    )
+    context = SweepContext(
+        model=spec,
+        device=device,
+        gpus=gpus,
+        objective=objective,
+        cost_model=cost_model,
+        compression=compression,
+        tokens=tokens,
+        failures=failures,
+        constraints=limits,
+    )
+    capacity = limits.max_memory_gib or device_preset(device).memory_gib
+    candidates, invalid = enumerate_plans(spec, gpus, grid)
+    tasks: list[PlanTask] = []
+    pruned: list[dict[str, Any]] = []
+    for plan, plan_cluster in candidates:
+        task = PlanTask(plan, plan_cluster if plan_cluster is not None else cluster)
+        need_gib = memory_gib(spec, plan)
+        if need_gib > capacity:
+            pruned.append(
+                {**base_record(context, task), "status": "pruned", "memory_gib": need_gib}
+            )
+        else:
+            tasks.append(task)
+    # Build each cluster once here, before workers fork, so they inherit it; this also
+    # reports a bad device or cluster before any work starts.
+    for name in dict.fromkeys(t.cluster for t in tasks):
+        system_for(context, name)
+
+    store = ResultStore(out, context.sweep_id) if out is not None else None
+    wanted = {t.key for t in tasks}
+    done = {
+        r["key"]: rank_record(context, r)
+        for r in (store.load() if store else [])
+        if r["key"] in wanted
+    }
+    # Longest first: a plan's cost grows with its micro-batches, and a long plan started
+    # last would leave the other workers idle at the end.
+    todo = sorted((t for t in tasks if t.key not in done), key=lambda t: -t.plan.num_micro_batches)
+    records = list(done.values())
+    better = _better(objective)
+    best: dict[str, Any] | None = None
+    for record in records:
+        best = _pick(best, record, better)
+
+    runner = make_executor(executor, workers=workers, address=address)
+    with (
+        runner,
+        store if store is not None else _NullStore() as sink,
+        SweepProgress(len(tasks), objective=objective, enabled=progress) as bar,
+    ):
+        for _ in records:
+            bar.advance(best)
+        if todo:
+            for record in runner.imap_unordered(functools.partial(evaluate_plan, context), todo):
+                sink.append(record)
+                records.append(record)
+                best = _pick(best, record, better)
+                bar.advance(best)
+                if on_result is not None:
+                    on_result(record)
+
+    base_record_ = None
+    if baseline is not None:
+        check_plan(spec, baseline)
+        base_task = PlanTask(baseline, cluster)
+        base_record_ = next((r for r in records if r["key"] == base_task.key), None)
+        if base_record_ is None:
+            base_record_ = evaluate_plan(context, base_task)
+    return SweepResult(
+        model=spec.name,
+        device=device,
+        gpus=gpus,
+        objective=objective,
+        records=records,
+        pruned=pruned,
+        plans_invalid=invalid,
+        plans_resumed=len(done),
+        wall_s=time.perf_counter() - start,
+        executor=runner.name,
+        capacity_gib=capacity,
+        baseline=base_record_,
+    )
+
+
+def _pick(
+    best: dict[str, Any] | None, record: dict[str, Any], better: Callable[[float, float], bool]
+) -> dict[str, Any] | None:
+    value = record.get("objective")
+    if record.get("status") != "ok" or value is None or not math.isfinite(value):
+        return best
+    if best is None or better(value, best["objective"]):
+        return record
+    return best
+
+
+class _NullStore:
+    """Stands in for a ``ResultStore`` when the sweep keeps no results file."""
+
+    def __enter__(self) -> _NullStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Keep nothing."""
+        return None
