@@ -8,16 +8,15 @@ a TACOS edge list path, or a ready ``topology.Topology`` object (``System.with_t
 
 from __future__ import annotations
 
-import json
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 import topology
 from collectives import CompressionSpec, SystemConfig, read_astra_system
+from engine._config import load_model_file
 from engine._errors import SystemConfigError
 from models import DeviceSpec, device_preset
 
@@ -138,22 +137,4 @@ class System(BaseModel):
 
 def load_system(path: str | Path) -> System:
     """Read a ``System`` from a YAML or JSON file; errors name the field and the value."""
-    source = Path(path)
-    try:
-        data = yaml.safe_load(source.read_text())
-    except yaml.YAMLError as exc:
-        raise SystemConfigError(
-            f"{source}: not valid YAML/JSON: {str(exc).splitlines()[0]}"
-        ) from None
-    if not isinstance(data, dict):
-        raise SystemConfigError(f"{source}: expected a mapping of System fields")
-    if "collective" in data and isinstance(data["collective"], dict):
-        data = {**data, "collective": SystemConfig(**data["collective"])}
-    try:
-        return System(**data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"])
-        raise SystemConfigError(
-            f"{source}: {field}: {err['msg']} (got {json.dumps(err.get('input'), default=str)})"
-        ) from None
+    return load_model_file(path, System, SystemConfigError, "System")

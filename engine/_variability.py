@@ -10,7 +10,6 @@ collectives whose group crosses one. The spec is data: pydantic, loadable from Y
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Sequence
@@ -18,10 +17,10 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import yaml
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from engine._config import load_model_file
 from engine._errors import EngineError
 
 __all__ = [
@@ -247,20 +246,4 @@ def load_variability(path: str | Path) -> VariabilitySpec:
     """Read a ``VariabilitySpec`` from YAML/JSON (``prism`` names the built-in preset)."""
     if str(path) == "prism":
         return VariabilitySpec.prism()
-    source = Path(path)
-    try:
-        data = yaml.safe_load(source.read_text())
-    except yaml.YAMLError as exc:
-        raise ForecastConfigError(
-            f"{source}: not valid YAML/JSON: {str(exc).splitlines()[0]}"
-        ) from None
-    if not isinstance(data, dict):
-        raise ForecastConfigError(f"{source}: expected a mapping of VariabilitySpec fields")
-    try:
-        return VariabilitySpec(**data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"])
-        raise ForecastConfigError(
-            f"{source}: {field}: {err['msg']} (got {json.dumps(err.get('input'), default=str)})"
-        ) from None
+    return load_model_file(path, VariabilitySpec, ForecastConfigError, "VariabilitySpec")

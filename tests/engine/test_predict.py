@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from engine import SystemConfigError, cluster_system, plan_workload, predict, simulate
@@ -62,3 +64,22 @@ def test_predict_notes_memory_over_capacity() -> None:
     plan = ParallelPlan.for_gpus(64, tp=8, pp=1, global_batch_size=8)
     result = predict(model, plan, cluster_system("h100-sxm", 64))
     assert any("would not fit" in note for note in result.notes)
+
+
+def test_load_system_yaml_and_errors(tmp_path: Path) -> None:
+    from engine import load_system
+
+    folder = tmp_path
+    good = folder / "sys.yaml"
+    good.write_text(
+        "name: lab\nnetwork: ring:8@100/1\ncollective:\n  endpoint_delay_ns: 10\n"
+        "scheduling:\n  comm_streams: 2\ncompression:\n  method: scalecom\n  ratio: 50\n"
+    )
+    system = load_system(good)
+    assert system.collective.endpoint_delay_ns == 10
+    assert system.scheduling.comm_streams == 2
+    assert system.compression is not None and system.compression.ratio == 50
+    bad = folder / "bad.yaml"
+    bad.write_text("scheduling:\n  comm_streams: 0\n")
+    with pytest.raises(SystemConfigError, match=r"scheduling.comm_streams: .* \(got 0\)"):
+        load_system(bad)
