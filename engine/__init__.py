@@ -5,7 +5,7 @@ representative per rank class) on a ``System`` (device, network, collective algo
 cost model, scheduling) and returns a ``StepResult``.
 """
 
-from engine._clusters import CLUSTER_PRESETS, ClusterPreset, cluster_system
+from engine._clusters import CLUSTER_PRESETS, ClusterPreset, cluster_system, default_cluster
 from engine._empirical import variability_from_workload
 from engine._errors import DeadlockError, EngineError, SystemConfigError, WorkloadError
 from engine._failures import (
@@ -52,6 +52,7 @@ __all__ = [
     "cluster_system",
     "daly_expected_wall_s",
     "daly_interval_s",
+    "default_cluster",
     "forecast",
     "groups_from_metadata",
     "load_comm_groups",

@@ -30,7 +30,7 @@ from engine._system import System
 from models import device_preset
 from topology import Dimension, DimKind, multi_dimensional
 
-__all__ = ["CLUSTER_PRESETS", "ClusterPreset", "cluster_system"]
+__all__ = ["CLUSTER_PRESETS", "ClusterPreset", "cluster_system", "default_cluster"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,15 @@ _DEFAULT_CLUSTER = {
 }
 
 
+def default_cluster(device: str) -> str:
+    """Name of the built-in cluster a device preset runs on by default."""
+    spec = device_preset(device)
+    name = _DEFAULT_CLUSTER.get(spec.name)
+    if name is None:
+        raise SystemConfigError(f"device {spec.name!r} has no default cluster; pass cluster=...")
+    return name
+
+
 def cluster_system(device: str, gpus: int, *, cluster: str | None = None, **fields: Any) -> System:
     """A ``System`` of ``gpus`` devices on a built-in cluster (the device's default if unset).
 
@@ -78,8 +87,8 @@ def cluster_system(device: str, gpus: int, *, cluster: str | None = None, **fiel
     """
     fields.setdefault("cost_model", "nccl")
     spec = device_preset(device)
-    name = cluster or _DEFAULT_CLUSTER.get(spec.name)
-    if name is None or name not in CLUSTER_PRESETS:
+    name = cluster or default_cluster(spec.name)
+    if name not in CLUSTER_PRESETS:
         allowed = ", ".join(sorted(CLUSTER_PRESETS))
         raise SystemConfigError(f"cluster {name!r} is not a preset (allowed: {allowed})")
     preset = CLUSTER_PRESETS[name]

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from collectives import CompressionSpec
-from engine import CLUSTER_PRESETS, ClusterPreset, System, cluster_system, predict
-from models import ModelSpec, ParallelPlan, check_plan, device_preset, load_model
+from engine import CLUSTER_PRESETS, ClusterPreset, System, cluster_system, default_cluster, predict
+from models import ModelSpec, ParallelPlan, check_plan, load_model
 from studies._sweep_space import SweepConfigError
 from topology import Dimension, DimKind, multi_dimensional
 
@@ -40,17 +40,6 @@ TopologyKnob = Literal[
 ]
 #: Cluster figures a topology what-if can vary (``cluster`` swaps the whole preset).
 TOPOLOGY_KNOBS: tuple[str, ...] = TopologyKnob.__args__  # type: ignore[attr-defined]
-
-#: The built-in cluster of each device preset (mirrors ``engine.cluster_system``'s default).
-_DEVICE_CLUSTER = {
-    "a100-40gb": "dgx-a100",
-    "a100-80gb": "dgx-a100",
-    "h100-sxm": "dgx-h100",
-    "h200": "hgx-h200",
-    "h800": "hgx-h800",
-    "b200": "dgx-b200",
-    "mi300x": "mi300x-platform",
-}
 
 
 @dataclass
@@ -186,7 +175,7 @@ def topology_whatif(
             system = cluster_system(device, gpus, cluster=str(value), **_cost(cost_model))
             result.rows.append(_row(str(value), spec, plan, system))
         return _finish(result)
-    name = cluster or _DEVICE_CLUSTER.get(device_preset(device).name, "")
+    name = cluster or default_cluster(device)
     if name not in CLUSTER_PRESETS:
         allowed = ", ".join(sorted(CLUSTER_PRESETS))
         raise SweepConfigError(f"cluster={name!r} is not a preset (allowed: {allowed})")
