@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from heapq import heappop, heappush
 
 from engine._errors import DeadlockError, WorkloadError
-from engine._program import K_COLL, K_CPU, K_RECV, K_SEND, Program
+from engine._program import K_COLL, K_CPU, K_NOOP, K_RECV, K_SEND, Program
 
 __all__ = ["CollectiveCoster", "RawTimeline", "run_programs"]
 
@@ -103,36 +103,38 @@ def _run(
     comm_slot = 2 if overlap_comm else 0
     slot_of_kind = [0, 1, comm_slot, comm_slot, _NO_SLOT, _NO_SLOT, _NO_SLOT]
 
-    # Flat numbering: node g of rank position p is offsets[p] + local index.
-    offsets: list[int] = []
-    total = 0
-    for rank in ranks:
-        offsets.append(total)
-        total += len(programs[rank])
-    owner: list[int] = []
-    kind: list[int] = []
-    slot: list[int] = []
-    duration: list[float] = []
-    indegree: list[int] = []
-    order: list[int] = []
+    # Flat numbering, interleaved by rank: local node i of rank position p is g = i * R + p.
+    # SPMD ranks advance in near lockstep, so the nodes touched together sit side by side in
+    # memory; rank-major numbering scattered them over the whole array (cache misses made
+    # 1,024 ranks three times slower per node than 256). Shorter programs are padded with
+    # nodes that never become ready.
+    width = len(ranks)
+    length = max((len(programs[rank]) for rank in ranks), default=0)
+    total = width * length
+    real_nodes = sum(len(programs[rank]) for rank in ranks)
+    kind = [K_NOOP] * total
+    slot = [_NO_SLOT] * total
+    duration = [0.0] * total
+    indegree = [1] * total  # padding keeps 1: it is never released
+    order = [0] * total
     # Children stay in local numbering, shared by ranks that share a compiled graph; the hot
-    # loop adds the rank's offset. Slots are derived once per distinct graph.
+    # loop maps them to flat numbers. Slots are derived once per distinct graph.
     local_children: list[list[list[int]]] = []
     slots_of: dict[int, list[int]] = {}
     for p, rank in enumerate(ranks):
         program = programs[rank]
         n = len(program)
-        owner.extend([p] * n)
-        kind.extend(program.kinds)
+        pad = length - n
+        kind[p::width] = program.kinds + [K_NOOP] * pad
         slots = slots_of.get(id(program.kinds))
         if slots is None:
             slots = [slot_of_kind[k] for k in program.kinds]
             slots_of[id(program.kinds)] = slots
-        slot.extend(slots)
-        duration.extend(program.duration_ns)
+        slot[p::width] = slots + [_NO_SLOT] * pad
+        duration[p::width] = program.duration_ns + [0.0] * pad
         local_children.append(program.children)
-        indegree.extend(program.indegree)
-        order.extend(program.ids if issue_by_id else range(n))
+        indegree[p::width] = program.indegree + [1] * pad
+        order[p::width] = (program.ids if issue_by_id else list(range(n))) + [0] * pad
 
     start = [0.0] * total
     end = [-1.0] * total
@@ -148,9 +150,9 @@ def _run(
 
     def issue_comm(g: int, t: float) -> None:
         """Issue a collective, send or receive (anything not timed by its own duration)."""
-        p = owner[g]
+        p = g % width
         program = programs[ranks[p]]
-        local = g - offsets[p]
+        local = g // width
         k = kind[g]
         if k == K_COLL:
             op, size, pg = program.collectives[local]
@@ -224,7 +226,7 @@ def _run(
             else:  # memory or no-op: timed by its own duration
                 heappush(events, (t + duration[g], g))
         else:
-            heappush(ready[3 * owner[g] + s], (order[g], g))
+            heappush(ready[3 * (g % width) + s], (order[g], g))
 
     for g in range(total):
         if indegree[g] == 0:
@@ -232,18 +234,17 @@ def _run(
     for p in range(len(ranks)):
         dispatch(p, 0.0)
 
-    remaining = total
+    remaining = real_nodes
     while events:
         t, g = heappop(events)
         end[g] = t
         remaining -= 1
-        p = owner[g]
+        p = g % width
         s = slot[g]
         if s != _NO_SLOT:
             free[3 * p + s] += 1
-        base = offsets[p]
-        for c in local_children[p][g - base]:
-            c += base
+        for c in local_children[p][g // width]:
+            c = c * width + p
             d = indegree[c] - 1
             indegree[c] = d
             if d == 0:
@@ -265,15 +266,13 @@ def _run(
                 else:
                     issue_comm(c, t)
 
-    start_by_rank = {
-        r: start[offsets[p] : offsets[p] + len(programs[r])] for p, r in enumerate(ranks)
-    }
-    end_by_rank = {r: end[offsets[p] : offsets[p] + len(programs[r])] for p, r in enumerate(ranks)}
+    start_by_rank = {r: start[p::width][: len(programs[r])] for p, r in enumerate(ranks)}
+    end_by_rank = {r: end[p::width][: len(programs[r])] for p, r in enumerate(ranks)}
     if remaining:
         raise DeadlockError(
             f"simulation stopped with {remaining} node(s) unfinished",
             _waiting(
-                programs, ranks, offsets, end, indegree, pending_coll, needed, groups, recvs_waiting
+                programs, ranks, width, end, indegree, pending_coll, needed, groups, recvs_waiting
             ),
         )
     notes = [
@@ -285,16 +284,15 @@ def _run(
     return RawTimeline(start_by_rank, end_by_rank, notes)
 
 
-def _locate(g: int, ranks: list[int], offsets: list[int]) -> tuple[int, int]:
+def _locate(g: int, ranks: list[int], width: int) -> tuple[int, int]:
     """(rank, local index) of flat node number ``g``."""
-    p = max(i for i, off in enumerate(offsets) if off <= g)
-    return ranks[p], g - offsets[p]
+    return ranks[g % width], g // width
 
 
 def _waiting(
     programs: dict[int, Program],
     ranks: list[int],
-    offsets: list[int],
+    width: int,
     end: list[float],
     indegree: list[int],
     pending_coll: dict[tuple[int, int], list[int]],
@@ -306,7 +304,7 @@ def _waiting(
     lines: list[str] = []
     for (gid, occurrence), members in pending_coll.items():
         group = groups[gid]
-        located = [_locate(g, ranks, offsets) for g in members]
+        located = [_locate(g, ranks, width) for g in members]
         rank, local = located[0]
         program = programs[rank]
         shown = group if len(group) <= 8 else (*group[:8], "...")
@@ -318,15 +316,16 @@ def _waiting(
         )
     for (src, _dst, tag, size), waiting in recvs_waiting.items():
         for g, _ in waiting:
-            rank, local = _locate(g, ranks, offsets)
+            rank, local = _locate(g, ranks, width)
             lines.append(
                 f"rank {rank} recv node {programs[rank].ids[local]} waits for a send from rank "
                 f"{src} (tag {tag}, {size} bytes) that never came"
             )
     for p, rank in enumerate(ranks):
         program = programs[rank]
-        base = offsets[p]
-        blocked = [i for i in range(len(program)) if end[base + i] < 0 and indegree[base + i] > 0]
+        blocked = [
+            i for i in range(len(program)) if end[i * width + p] < 0 and indegree[i * width + p] > 0
+        ]
         if blocked:
             first = blocked[0]
             lines.append(
