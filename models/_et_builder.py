@@ -1,0 +1,178 @@
+"""``ETBuilder``: numbers one rank's nodes in issue order and encodes their attributes once.
+
+Generation repeats a few thousand distinct attributes many times, so each is serialized once and
+nodes are assembled from wire bytes. The builder also owns the process-group ids of the rank's
+collectives and the one-node lag that models overlapped tensor-parallel communication.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from chakra_et import Node, NodeType, make_attr
+from models._device import DeviceSpec
+from models._plan import ParallelPlan
+from models._ranks import RankLayout
+from models._spec import ModelSpec
+
+__all__ = ["COMP", "ETBuilder"]
+
+COMP = int(NodeType.COMP_NODE)
+_COLL = int(NodeType.COMM_COLL_NODE)
+_SEND = int(NodeType.COMM_SEND_NODE)
+_RECV = int(NodeType.COMM_RECV_NODE)
+
+
+def _attr_blob(name: str, value: object) -> bytes:
+    """Wire bytes of one ``attr`` entry of a Node."""
+    return Node(attr=[make_attr(name, value)]).SerializeToString()
+
+
+#: Generation repeats a few thousand distinct attributes many times: encode each once.
+_BLOBS: dict[tuple[str, object, type], bytes] = {}
+
+
+def _encode(attrs: dict[str, object]) -> bytes:
+    """Wire bytes of a Node holding ``is_cpu_op = false`` and ``attrs``."""
+    parts = [_IS_GPU_OP]
+    for key, value in attrs.items():
+        cache_key = (key, value, value.__class__)  # keeps 1 and True apart
+        blob = _BLOBS.get(cache_key)
+        if blob is None:
+            blob = _BLOBS[cache_key] = _attr_blob(key, value)
+        parts.append(blob)
+    return b"".join(parts)
+
+
+# ASTRA-sim reads ``is_cpu_op`` on every node; every generated node runs on the GPU.
+_IS_GPU_OP = _attr_blob("is_cpu_op", False)
+
+
+class ETBuilder:
+    """Accumulates the nodes of one rank's graph, numbering them in issue order."""
+
+    def __init__(
+        self,
+        model: ModelSpec,
+        plan: ParallelPlan,
+        layout: RankLayout,
+        rank: int,
+        gran: str,
+        device: DeviceSpec | None,
+    ) -> None:
+        self.model, self.plan, self.layout, self.rank, self.gran = model, plan, layout, rank, gran
+        self.device = device
+        self.coord = layout.coord(rank)
+        self.nodes: list[Node] = []
+        self.groups: dict[int, str] = {}
+        self._pg_cache: dict[str, str | None] = {}
+        self._coll_cache: dict[tuple[int, int, str], bytes] = {}
+        # With TP communication overlap a TP collective runs beside the next compute node and
+        # the one after waits for it; sends and the optimizer wait for everything outstanding.
+        self.overlap_tp = plan.overlap_tp_comm
+        self._tp_new: list[int] = []
+        self._tp_due: list[int] = []
+
+    def drain_tp(self) -> list[int]:
+        """TP collectives still outstanding (and forget them): what a sync point waits for."""
+        out = self._tp_due + self._tp_new
+        self._tp_due, self._tp_new = [], []
+        return out
+
+    def _add(
+        self,
+        name: str,
+        node_type: int,
+        attrs: dict[str, object],
+        data_deps: Sequence[int] = (),
+    ) -> int:
+        return self._add_encoded(name, node_type, _encode(attrs), data_deps)
+
+    def _add_encoded(
+        self,
+        name: str,
+        node_type: int,
+        attr_bytes: bytes,
+        data_deps: Sequence[int],
+        duration_micros: int = 0,
+    ) -> int:
+        nid = len(self.nodes)
+        # Parsing cached wire bytes is several times faster than building attributes in Python.
+        node = Node.FromString(attr_bytes)
+        node.id = nid
+        node.name = name
+        node.type = node_type  # type: ignore[assignment]
+        if duration_micros:
+            node.duration_micros = duration_micros
+        node.data_deps.extend([d for d in data_deps if d >= 0])
+        self.nodes.append(node)
+        return nid
+
+    def comp(self, name: str, flops: int, size: int, prev: int, attrs: dict[str, object]) -> int:
+        full: dict[str, object] = {
+            "num_ops": flops,
+            "tensor_size": size,
+            "stream": "compute",
+            **attrs,
+        }
+        due = self._tp_due
+        self._tp_due, self._tp_new = self._tp_new, []
+        duration = 0
+        if self.device is not None:
+            shape = attrs.get("gemm_shape")
+            time_us = self.device.op_time_us(
+                flops,
+                size,
+                self.plan.dtype,
+                gemm_shape=shape if isinstance(shape, tuple) else None,
+            )
+            duration = max(1, round(time_us)) if flops or size else 0
+        return self._add_encoded(name, COMP, _encode(full), (prev, *due), duration)
+
+    def pg(self, kind: str) -> str | None:
+        """pg_name of this rank's ``kind`` group, or None when the group is a single rank."""
+        if kind not in self._pg_cache:
+            if self.layout.group_size(kind) == 1:
+                self._pg_cache[kind] = None
+            else:
+                pg_id = self.layout.pg_id(kind, self.rank)
+                self.groups[pg_id] = kind
+                self._pg_cache[kind] = str(pg_id)
+        return self._pg_cache[kind]
+
+    def coll(self, name: str, kind: str, comm_type: int, size: int, deps: Sequence[int]) -> int:
+        """Add a collective after ``deps``; return its id, or the last dep when it is a no-op."""
+        pg = self.pg(kind) if size > 0 else None
+        if pg is None:
+            return deps[-1] if deps else -1
+        key = (comm_type, size, pg)
+        encoded = self._coll_cache.get(key)
+        if encoded is None:
+            attrs: dict[str, object] = {
+                "comm_type": comm_type,
+                "comm_size": size,
+                "pg_name": pg,
+                "stream": kind,
+            }
+            encoded = self._coll_cache[key] = _encode(attrs)
+        nid = self._add_encoded(name, _COLL, encoded, deps)
+        if self.overlap_tp and kind == "tp" and deps:
+            self._tp_new.append(nid)
+            return deps[-1]
+        return nid
+
+    def p2p(self, name: str, send: bool, peer: int, size: int, tag: int, after: int) -> int:
+        src, dst = (self.rank, peer) if send else (peer, self.rank)
+        attrs: dict[str, object] = {
+            "comm_src": src,
+            "comm_dst": dst,
+            "comm_size": size,
+            "comm_tag": tag,
+            "stream": "pp",
+        }
+        node_type = _SEND if send else _RECV
+        if send:
+            return self._add(name, node_type, attrs, data_deps=(after, *self.drain_tp()))
+        # A receive is posted once the previous compute is done (ASTRA-sim's own pipeline
+        # example does the same, as a data dependency: its feeder follows data_deps).
+        return self._add(name, node_type, attrs, data_deps=(after,))
