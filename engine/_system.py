@@ -92,13 +92,7 @@ class System(BaseModel):
         """The network as a ``topology.Topology`` (built once from ``network``)."""
         if self._topology is not None:
             return self._topology
-        spec = self.network
-        path = Path(spec)
-        if path.suffix in (".yml", ".yaml") and path.exists():
-            return topology.read_astra_network(path)
-        if path.suffix == ".txt" and path.exists():
-            return topology.read_edge_list(path)
-        return topology.parse_spec(spec)
+        return topology.load_network(self.network)
 
     @cached_property
     def device_spec(self) -> DeviceSpec:

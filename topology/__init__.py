@@ -17,6 +17,7 @@ from ._errors import (
 )
 from ._faults import check_connected, remove_links, remove_npus, slow_links
 from ._io import astra_network_dims, read_astra_network, read_edge_list
+from ._load import load_network
 from ._model import GIB_PER_GB, Dimension, DimKind, Link, NodeKind, Topology
 from ._placement import Placement, place_group
 from ._spec import parse_spec
@@ -41,6 +42,7 @@ __all__ = [
     "fat_tree",
     "fully_connected",
     "hypercube",
+    "load_network",
     "mesh",
     "multi_dimensional",
     "multi_plane",

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from topology import Topology
 
 __all__ = ["parse_size", "register"]
 
@@ -91,6 +94,24 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=_run)
 
 
+def topology_from_flags(
+    network: str | None, edge_list: str | None, spec: str | None, *, usage: str
+) -> Topology:
+    """The topology named by ASTRA-sim network YAML, a TACOS edge list or a spec string.
+
+    The first given, in that order, wins; none given raises ``ValueError(usage)``.
+    """
+    from topology import parse_spec, read_astra_network, read_edge_list
+
+    if network:
+        return read_astra_network(network)
+    if edge_list:
+        return read_edge_list(edge_list)
+    if spec:
+        return parse_spec(spec)
+    raise ValueError(usage)
+
+
 def _run(args: argparse.Namespace) -> int:
     from collectives import (
         ALGORITHMS,
@@ -99,16 +120,13 @@ def _run(args: argparse.Namespace) -> int:
         collective_cost,
         read_astra_system,
     )
-    from topology import parse_spec, read_astra_network, read_edge_list
 
-    if args.network:
-        topo = read_astra_network(args.network)
-    elif args.edge_list:
-        topo = read_edge_list(args.edge_list)
-    elif args.topology:
-        topo = parse_spec(args.topology)
-    else:
-        raise ValueError("give the network: --network NET.yml, --topology SPEC or --edge-list")
+    topo = topology_from_flags(
+        args.network,
+        args.edge_list,
+        args.topology,
+        usage="give the network: --network NET.yml, --topology SPEC or --edge-list",
+    )
     system = read_astra_system(args.system) if args.system else SystemConfig()
     model = "congestion" if args.congestion else (args.model or "analytical")
     size = parse_size(args.size)

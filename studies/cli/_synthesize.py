@@ -10,7 +10,7 @@ __all__ = ["register"]
 
 
 class SynthesizeError(ValueError):
-    """A ``synthesize`` option the user has to fix (missing network, bad count)."""
+    """A ``synthesize`` option the user has to fix (a bad count)."""
 
 
 def register(sub: Any) -> None:
@@ -53,18 +53,15 @@ def _run(args: argparse.Namespace) -> int:
         synthesize_tacos,
         write_msccl,
     )
-    from topology import parse_spec, read_astra_network, read_edge_list
 
-    from ._collective import _parse_ranks, parse_size
+    from ._collective import _parse_ranks, parse_size, topology_from_flags
 
-    if args.edges:
-        topo = read_edge_list(args.edges)
-    elif args.network:
-        topo = read_astra_network(args.network)
-    elif args.topology:
-        topo = parse_spec(args.topology)
-    else:
-        raise SynthesizeError("give the network: --edges FILE.txt, --network NET.yml or --topology")
+    topo = topology_from_flags(
+        args.network,
+        args.edges,
+        args.topology,
+        usage="give the network: --edges FILE.txt, --network NET.yml or --topology",
+    )
     if args.chunks_per_npu < 1:
         raise SynthesizeError(f"--chunks-per-npu must be >= 1, got {args.chunks_per_npu}")
     if args.trials < 1:
