@@ -236,9 +236,8 @@ def _device(row: dict[str, str]) -> str | None:
     return None
 
 
-def _predict_metric(
-    metric: str, result: StepResult, model: ModelSpec, plan: ParallelPlan
-) -> float | None:
+def _predict_metric(metric: str, result: StepResult) -> float | None:
+    """Our value of a published step metric (None for a metric the study does not predict)."""
     m = result.metrics
     assert m is not None
     step = result.step_time_s
@@ -259,6 +258,7 @@ def _predict_metric(
 
 
 def _memory_metric(metric: str, model: ModelSpec, plan: ParallelPlan) -> float:
+    """Our per-GPU memory (GiB) for a published memory row: states or activations."""
     memory = memory_per_gpu(model, plan)
     if metric.startswith("mem_params"):
         return memory.states_bytes / 2**30
@@ -335,7 +335,7 @@ def run_validation(path: str | Path | None = None, *, cost_model: str = "nccl") 
             system = cluster_system(device, plan.num_gpus, cost_model=cost_model)
             result = predict(model, plan, system)
             cache[key] = result
-        value = _predict_metric(row["metric"], result, model, plan)
+        value = _predict_metric(row["metric"], result)
         if value is None or math.isnan(value):
             entry.skipped = f"metric {row['metric']!r} is not predicted"
         else:
