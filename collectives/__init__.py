@@ -29,7 +29,8 @@ from ._cost import AnalyticalModel, CollectiveCost, CollectiveRequest, Congestio
 from ._errors import AlgorithmError, CollectiveError, ConfigError, DeliveryError, GroupError
 from ._evaluate import Evaluation, evaluate, routes_for
 from ._local import LocalSchedule
-from ._nccl import NcclModel, NcclParams, NcclProtocol
+from ._nccl import NcclModel
+from ._nccl_params import NcclParams, NcclProtocol
 from ._ops import CollectiveOp
 from ._schedule import Phase, Schedule, verify_delivery
 from ._system import SystemConfig, read_astra_system

@@ -1,11 +1,10 @@
 """A cost model for GPU clusters: NCCL protocol costs across nodes, alpha-beta inside a node.
 
-The NCCL bus-bandwidth model (``NcclModel``) was calibrated on a two-node all-reduce log, so
-its protocol start-up latencies (hundreds of microseconds) describe collectives that cross the
-scale-out network; applied to an NVLink group inside one node they overstate small
-collectives several times over. This model therefore sends a group that stays inside the
-first (innermost, node) dimension of a multi-dimensional topology to the alpha-beta
-``AnalyticalModel``, and every group that reaches an outer dimension to ``NcclModel``.
+Inside a node the alpha-beta ``AnalyticalModel`` prices a collective from the topology's own
+link latencies and bandwidths (no protocol start-up, the full link bandwidth), where
+``NcclModel`` applies NCCL's protocol latencies and achieved bandwidth. This model sends a
+group that stays inside the first (innermost, node) dimension of a multi-dimensional topology
+to the analytical model, and every group that reaches an outer dimension to ``NcclModel``.
 Topologies without dimensions have no node boundary and use the analytical model.
 """
 

@@ -1,52 +1,43 @@
-"""A bus-bandwidth model of NCCL-like behaviour on real clusters.
+"""A model of NCCL's collective times on GPU clusters, after NCCL's own tuning model.
 
-NCCL picks, per message size, the protocol with the least predicted time: LL (low latency,
-a fraction of the bandwidth) for small messages, Simple (full bandwidth, a large fixed
-pipeline latency) for large ones. The time of one protocol is ``latency + bytes / (efficiency x
-peak algorithm bandwidth)``. The peak comes from the topology: a hierarchical collective moves
-``2(n_d-1)/n_d`` of what is left of the buffer in dimension ``d``, in parallel with the other
-dimensions, so the slowest dimension bounds the algorithm bandwidth.
+NCCL picks, per message size, the protocol with the least predicted time: LL (low latency, a
+quarter of the bandwidth) for small messages, LL128 in between, Simple (full bandwidth, the
+largest start-up) for large ones. The time of one protocol is its latency plus the bytes over
+its bandwidth:
+
+* latency: a start-up plus one hop latency per ring step, ``2(n-1)`` steps for all-reduce and
+  ``n-1`` for all-gather and reduce-scatter, of which the steps between nodes (``2(N-1)`` or
+  ``N-1`` for a group over ``N`` nodes) pay the network's hop latency and the rest the node's;
+* bandwidth: hierarchical, as NCCL's multi-node algorithms run: the collective moves
+  ``2(n_d-1)/n_d`` (all-reduce) or ``(n_d-1)/n_d`` of what is left of the buffer in dimension
+  ``d``, in parallel with the other dimensions, so the slowest dimension bounds the algorithm
+  bandwidth; a dimension reaches its efficiency (``NcclParams``) of its link bandwidth.
+
+The figures come from ``NcclParams``: ``request.system.nccl`` when the system states them (a
+cluster whose network differs from InfiniBand), NCCL's defaults otherwise.
 """
 
 from __future__ import annotations
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from topology import Topology, place_group
 
 from ._cost import CollectiveCost, CollectiveRequest, CostModel
 from ._errors import AlgorithmError
+from ._nccl_params import NcclParams
 from ._ops import CollectiveOp
 
-__all__ = ["NcclModel", "NcclParams", "NcclProtocol"]
+__all__ = ["NcclModel"]
 
 
-class NcclProtocol(BaseModel):
-    """One NCCL protocol: fixed latency and the fraction of peak bandwidth it reaches."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
-    latency_us: float = Field(ge=0.0)
-    efficiency: float = Field(gt=0.0, le=1.0)
-
-
-class NcclParams(BaseModel):
-    """Protocol figures of one cluster type; the default set describes GCP A3-Mega.
-
-    A3-Mega (8 H100 per node, NVLink 450 GB/s per direction, 8 x 200 Gb/s GPUDirect-TCPXO NICs)
-    was calibrated once over the whole all_reduce_perf log of ../shared/data (two points per
-    protocol: the large-message slope and intercept for Simple, the small-message ones for LL),
-    never per row: Simple reaches 92% of the peak after a ~930 us pipeline start-up; LL reaches
-    10% after ~150 us.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    protocols: tuple[NcclProtocol, ...] = (
-        NcclProtocol(name="LL", latency_us=150.0, efficiency=0.10),
-        NcclProtocol(name="Simple", latency_us=930.0, efficiency=0.92),
-    )
+def ring_steps(op: CollectiveOp, n: int) -> int:
+    """Steps of NCCL's ring for ``op`` over ``n`` participants (ranks or nodes)."""
+    if n <= 1:
+        return 0
+    if op in (CollectiveOp.ALL_REDUCE, CollectiveOp.BARRIER):
+        return 2 * (n - 1)
+    if op in (CollectiveOp.BROADCAST, CollectiveOp.REDUCE):
+        return n
+    return n - 1
 
 
 class NcclModel(CostModel):
@@ -58,39 +49,61 @@ class NcclModel(CostModel):
         self.params = params or NcclParams()
 
     def peak_algbw_gbps(
-        self, op: CollectiveOp, ranks: tuple[int, ...], topology: Topology
+        self,
+        op: CollectiveOp,
+        ranks: tuple[int, ...],
+        topology: Topology,
+        params: NcclParams | None = None,
     ) -> float:
         """Algorithm bandwidth the slowest dimension allows (1e9 bytes/s)."""
+        figures = params or self.params
         placement = place_group(topology, ranks, with_links=False)
         if not placement.dims:
             bw = min(link.bandwidth_gbps for link in topology.links())
             factor = op.bus_factor(len(ranks)) or 1.0
-            return bw / factor
+            return figures.scale_up_efficiency * bw / factor
         remaining = 1.0
         best = float("inf")
-        for dim in placement.dimensions(topology):
+        for index, dim in zip(placement.dims, placement.dimensions(topology), strict=True):
             n = dim.npus
             if op is CollectiveOp.ALL_REDUCE:
                 moved = 2.0 * (n - 1) / n * remaining
             else:
                 moved = (n - 1) / n * remaining
-            best = min(best, dim.bandwidth_gbps / moved)
+            efficiency = figures.scale_up_efficiency if index == 0 else figures.scale_out_efficiency
+            best = min(best, efficiency * dim.bandwidth_gbps / moved)
             remaining /= n
         return best
 
     def estimate(self, request: CollectiveRequest) -> CollectiveCost:
         """Time of the fastest protocol for this size."""
-        if not self.params.protocols:
+        params = request.system.nccl or self.params
+        if not params.protocols:
             raise AlgorithmError("NcclParams has no protocol")
         n = len(request.ranks)
         if n <= 1:
             return CollectiveCost(request.op, request.size_bytes, n, "nccl", self.name, 0.0)
-        peak = self.peak_algbw_gbps(request.op, request.ranks, request.topology)
+        topology = request.topology
+        nodes = 1
+        if topology.dims:
+            placement = place_group(topology, request.ranks, with_links=False)
+            for index, size in zip(placement.dims, placement.sizes, strict=True):
+                if index > 0:
+                    nodes *= size
+        steps = ring_steps(request.op, n)
+        inter = ring_steps(request.op, nodes)
+        intra = max(steps - inter, 0)
+        peak = self.peak_algbw_gbps(request.op, request.ranks, topology, params)
         volume = request.op.algbw_bytes(request.size_bytes, n)
         best_ns = float("inf")
         best_name = ""
-        for proto in self.params.protocols:
-            t = proto.latency_us * 1000.0 + volume / (proto.efficiency * peak)
+        for proto in params.protocols:
+            latency_us = (
+                proto.base_latency_us
+                + intra * proto.scale_up_hop_us
+                + inter * proto.scale_out_hop_us
+            )
+            t = latency_us * 1000.0 + volume / (proto.bandwidth_factor * peak)
             if t < best_ns:
                 best_ns, best_name = t, proto.name
         return CollectiveCost(

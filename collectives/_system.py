@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ._errors import ConfigError
+from ._nccl_params import NcclParams
 
 __all__ = ["SystemConfig", "read_astra_system"]
 
@@ -33,6 +34,9 @@ class SystemConfig(BaseModel):
     active_chunks_per_dimension: int = Field(1, ge=1, le=1 << 16)
     astra_compatible: bool = False
     algorithms: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    nccl: NcclParams | None = Field(
+        None, description="NCCL model figures of this cluster (None: NVLink and InfiniBand)"
+    )
 
     @classmethod
     def astra_default(cls) -> SystemConfig:

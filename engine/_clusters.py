@@ -16,8 +16,18 @@ b200        NVLink 5, 1.8 TB/s bidirectional: 900   ConnectX-7 400 Gb/s: 50
 mi300x      7 Infinity Fabric links of 64 GB/s      RoCE 400 Gb/s: 50
 =========== ======================================= ============================
 
+``gcp-a3-mega`` is Google Cloud's A3-Mega: 8 H100 on NVLink 4 and 8 x 200 Gb/s
+GPUDirect-TCPXO NICs per node (25 GB/s per GPU).
+
 Latencies are stated assumptions, not measurements: 0.5 µs per NVLink/NVSwitch hop and 2 µs
-per scale-out hop (switch and NIC traversal).
+per scale-out hop (switch and NIC traversal). Collectives under the ``nccl`` cost model take
+NCCL's own protocol figures for NVLink and InfiniBand (``collectives.NcclParams``), except on
+A3-Mega, whose TCPXO network is far slower to start a collective than InfiniBand. Its figures
+were fitted once to the nccl-tests all-reduce log of ../shared/data (2 x 8 H100 A3-Mega, five
+sizes): Simple's network hop from the intercept of the two largest messages (933 µs for 16
+ranks, so 415 µs per network step); LL's hop and bandwidth share from the 1 MiB and 16 MiB
+points (152 µs and 0.11). LL128 is left out, as NCCL disables it on such paths. The nccl-tests
+rows of the validation study are therefore this preset's calibration, not a test of it.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from collectives import NcclParams, NcclProtocol, SystemConfig
 from engine._errors import SystemConfigError
 from engine._system import System
 from models import device_preset
@@ -44,6 +55,28 @@ class ClusterPreset:
     scale_out_bandwidth_gbps: float
     intra_latency_us: float = 0.5
     scale_out_latency_us: float = 2.0
+    nccl: NcclParams | None = None
+
+
+#: A3-Mega's NCCL figures over GPUDirect-TCPXO (fitted to the nccl-tests log; see above).
+A3_MEGA_NCCL = NcclParams(
+    protocols=(
+        NcclProtocol(
+            name="LL",
+            base_latency_us=3.6,
+            scale_up_hop_us=0.47,
+            scale_out_hop_us=67.4,
+            bandwidth_factor=0.11,
+        ),
+        NcclProtocol(
+            name="Simple",
+            base_latency_us=8.4,
+            scale_up_hop_us=3.4,
+            scale_out_hop_us=414.7,
+            bandwidth_factor=1.0,
+        ),
+    )
+)
 
 
 CLUSTER_PRESETS: dict[str, ClusterPreset] = {
@@ -55,6 +88,7 @@ CLUSTER_PRESETS: dict[str, ClusterPreset] = {
         ClusterPreset("hgx-h800", 8, DimKind.SWITCH, 200.0, 50.0),
         ClusterPreset("dgx-b200", 8, DimKind.SWITCH, 900.0, 50.0),
         ClusterPreset("mi300x-platform", 8, DimKind.FULLY_CONNECTED, 64.0, 50.0),
+        ClusterPreset("gcp-a3-mega", 8, DimKind.SWITCH, 450.0, 25.0, nccl=A3_MEGA_NCCL),
     )
 }
 
@@ -112,4 +146,6 @@ def cluster_system(device: str, gpus: int, *, cluster: str | None = None, **fiel
             )
         )
     topo = multi_dimensional(dims, name=f"{name}x{gpus // per_node}")
+    if preset.nccl is not None and "collective" not in fields:
+        fields["collective"] = SystemConfig(nccl=preset.nccl)
     return System.with_topology(topo, name=f"{name} ({gpus} GPUs)", device=spec.name, **fields)
