@@ -15,6 +15,7 @@ import chakra_et
 from engine._errors import WorkloadError
 from engine._program import K_COLL, K_COMP, K_CPU, K_MEM, K_RECV, K_SEND
 from engine._result import StepResult
+from engine._sim import comm_stream_slots, program_slots
 from engine._system import System
 from engine._variability import classify_compute
 from engine._workload import Workload
@@ -103,12 +104,15 @@ def build_replay(workload: Workload, system: System, step: StepResult) -> Replay
             f"(ranks {sorted(mismatch)[:8] or sorted(step.programs)[:8]} differ)"
         )
     sched = system.scheduling
-    # Slots as the engine numbers them: 0 compute, 1 CPU, 2 communication (or compute when
-    # communication does not overlap).
-    comm_slot = 2 if sched.overlap_comm else 0
-    slot_of_kind = [0, 1, comm_slot, comm_slot, _NO_SLOT, _NO_SLOT, _NO_SLOT]
-    streams_of_slot = [sched.compute_streams, sched.cpu_streams, sched.comm_streams]
+    # Slots as the engine numbers them: 0 compute, 1 CPU, then the communication streams (or
+    # compute when communication does not overlap).
     ranks = sorted(step.programs)
+    stream_slot = comm_stream_slots(
+        [step.programs[r] for r in ranks], sched.comm_stream_per_kind and sched.overlap_comm
+    )
+    streams_of_slot = [sched.compute_streams, sched.cpu_streams]
+    streams_of_slot += [sched.comm_streams] * len(stream_slot)
+    slot: list[int] = []
     simulated = set(ranks)
     owner: list[int] = []
     kind: list[int] = []
@@ -126,6 +130,7 @@ def build_replay(workload: Workload, system: System, step: StepResult) -> Replay
         n = len(program)
         owner.extend([p] * n)
         kind.extend(program.kinds)
+        slot.extend(program_slots(program, sched.overlap_comm, stream_slot))
         duration.extend(program.duration_ns)
         kclass.extend(_classes(workload, step, rank))
         start.extend(step.timeline.start_ns[rank])
@@ -142,7 +147,7 @@ def build_replay(workload: Workload, system: System, step: StepResult) -> Replay
     slot_pred = [-1] * total
     by_slot: dict[tuple[int, int], list[int]] = {}
     for g in range(total):
-        s = slot_of_kind[kind[g]]
+        s = slot[g]
         if s != _NO_SLOT:
             by_slot.setdefault((owner[g], s), []).append(g)
     for (_, s), nodes in by_slot.items():

@@ -23,7 +23,13 @@ from heapq import heappop, heappush
 from engine._errors import DeadlockError, WorkloadError
 from engine._program import K_COLL, K_CPU, K_NOOP, K_RECV, K_SEND, Program
 
-__all__ = ["CollectiveCoster", "RawTimeline", "run_programs"]
+__all__ = [
+    "CollectiveCoster",
+    "RawTimeline",
+    "comm_stream_slots",
+    "program_slots",
+    "run_programs",
+]
 
 #: (operation, size in bytes, group ranks, group kind such as "tp"/"dp"/"pp") -> time in ns
 CollectiveCoster = Callable[[str, int, tuple[int, ...], str], float]
@@ -52,6 +58,7 @@ def run_programs(
     issue_by_id: bool = True,
     overlap_comm: bool = True,
     measured_comm: bool = False,
+    comm_stream_per_kind: bool = False,
 ) -> RawTimeline:
     """Simulate every program to completion; raise ``DeadlockError`` if some never finish.
 
@@ -59,7 +66,9 @@ def run_programs(
     (the sorted member ranks): ids keep the hot loop from hashing long rank tuples. With
     ``measured_comm`` a communication node that recorded a duration replays it: a collective
     takes the shortest of its members' recorded durations (the last to arrive waited least),
-    a send its own.
+    a send its own. With ``comm_stream_per_kind`` every group kind (a collective's ``stream``
+    attribute; ``pp`` for sends) has its own ``comm_streams`` slots, as NCCL communicators of
+    different groups run on their own CUDA streams; otherwise all communication shares them.
     """
     # The loop allocates millions of short-lived tuples; with the collector on, each full
     # collection walks every live container (all ranks' arrays), which made time grow faster
@@ -78,6 +87,7 @@ def run_programs(
             issue_by_id=issue_by_id,
             overlap_comm=overlap_comm,
             measured_comm=measured_comm,
+            comm_stream_per_kind=comm_stream_per_kind,
         )
     finally:
         if was_enabled:
@@ -96,12 +106,15 @@ def _run(
     issue_by_id: bool,
     overlap_comm: bool,
     measured_comm: bool,
+    comm_stream_per_kind: bool,
 ) -> RawTimeline:
     """The event loop of ``run_programs`` (with the garbage collector paused by the caller)."""
     ranks = sorted(programs)
     simulated = set(ranks)
-    comm_slot = 2 if overlap_comm else 0
-    slot_of_kind = [0, 1, comm_slot, comm_slot, _NO_SLOT, _NO_SLOT, _NO_SLOT]
+    stream_slot = comm_stream_slots(
+        [programs[rank] for rank in ranks], comm_stream_per_kind and overlap_comm
+    )
+    nslots = 2 + len(stream_slot)
 
     # Flat numbering, interleaved by rank: local node i of rank position p is g = i * R + p.
     # SPMD ranks advance in near lockstep, so the nodes touched together sit side by side in
@@ -128,7 +141,7 @@ def _run(
         kind[p::width] = program.kinds + [K_NOOP] * pad
         slots = slots_of.get(id(program.kinds))
         if slots is None:
-            slots = [slot_of_kind[k] for k in program.kinds]
+            slots = program_slots(program, overlap_comm, stream_slot)
             slots_of[id(program.kinds)] = slots
         slot[p::width] = slots + [_NO_SLOT] * pad
         duration[p::width] = program.duration_ns + [0.0] * pad
@@ -138,8 +151,8 @@ def _run(
 
     start = [0.0] * total
     end = [-1.0] * total
-    free = [compute_streams, cpu_streams, comm_streams] * len(ranks)
-    ready: list[list[tuple[int, int]]] = [[] for _ in range(3 * len(ranks))]
+    free = [compute_streams, cpu_streams, *([comm_streams] * (nslots - 2))] * len(ranks)
+    ready: list[list[tuple[int, int]]] = [[] for _ in range(nslots * len(ranks))]
     events: list[tuple[float, int]] = []
 
     occurrences: dict[tuple[int, int], int] = {}
@@ -205,8 +218,8 @@ def _run(
                 recvs_waiting.setdefault(key4, deque()).append((g, t))
 
     def dispatch(p: int, t: float) -> None:
-        base = 3 * p
-        for s in (base, base + 1, base + 2):
+        base = nslots * p
+        for s in range(base, base + nslots):
             queue = ready[s]
             while queue and free[s] > 0:
                 free[s] -= 1
@@ -226,7 +239,7 @@ def _run(
             else:  # memory or no-op: timed by its own duration
                 heappush(events, (t + duration[g], g))
         else:
-            heappush(ready[3 * (g % width) + s], (order[g], g))
+            heappush(ready[nslots * (g % width) + s], (order[g], g))
 
     for g in range(total):
         if indegree[g] == 0:
@@ -242,7 +255,7 @@ def _run(
         p = g % width
         s = slot[g]
         if s != _NO_SLOT:
-            free[3 * p + s] += 1
+            free[nslots * p + s] += 1
         for c in local_children[p][g // width]:
             c = c * width + p
             d = indegree[c] - 1
@@ -250,12 +263,12 @@ def _run(
             if d == 0:
                 sc = slot[c]
                 if sc != _NO_SLOT:
-                    heappush(ready[3 * p + sc], (order[c], c))
+                    heappush(ready[nslots * p + sc], (order[c], c))
                 else:
                     make_ready(c, t)
         # dispatch(p, t), inlined: this loop runs once per node and a call costs ~5%.
-        base = 3 * p
-        for s in (base, base + 1, base + 2):
+        base = nslots * p
+        for s in range(base, base + nslots):
             queue = ready[s]
             while queue and free[s] > 0:
                 free[s] -= 1
@@ -282,6 +295,34 @@ def _run(
         if arrivals
     ]
     return RawTimeline(start_by_rank, end_by_rank, notes)
+
+
+def comm_stream_slots(programs: list[Program], per_kind: bool) -> dict[str, int]:
+    """Slot number of each communication stream; ``""`` is the shared one (slot 2).
+
+    A rank's slots are 0 compute, 1 CPU, then its communication streams: one, or with
+    ``per_kind`` one per group kind the programs name (and ``pp`` for sends).
+    """
+    slots = {"": 2}
+    if per_kind:
+        names = {name for program in programs for name in program.streams.values()}
+        for name in sorted(names | {"pp"}):
+            slots.setdefault(name, len(slots) + 2)
+    return slots
+
+
+def program_slots(program: Program, overlap_comm: bool, stream_slot: dict[str, int]) -> list[int]:
+    """The slot each node of ``program`` issues on (``_NO_SLOT`` for receives, memory, no-ops)."""
+    comm_slot = 2 if overlap_comm else 0
+    slot_of_kind = [0, 1, comm_slot, comm_slot, _NO_SLOT, _NO_SLOT, _NO_SLOT]
+    slots = [slot_of_kind[k] for k in program.kinds]
+    if len(stream_slot) > 1:
+        for i, stream in program.streams.items():
+            slots[i] = stream_slot.get(stream, 2)
+        for i in program.p2p:
+            if program.kinds[i] == K_SEND:
+                slots[i] = stream_slot["pp"]
+    return slots
 
 
 def _locate(g: int, ranks: list[int], width: int) -> tuple[int, int]:

@@ -165,6 +165,7 @@ def _simulate(
         issue_by_id=sched.issue_order == "node_id",
         overlap_comm=sched.overlap_comm,
         measured_comm=sched.measured_comm,
+        comm_stream_per_kind=sched.comm_stream_per_kind,
     )
     return StepResult(
         programs=programs,

@@ -33,7 +33,11 @@ class Scheduling(BaseModel):
     duration (ASTRA-sim charges 1 ns for a zero-duration node). ``overlap_comm`` False makes a
     rank's communication wait for its compute stream to drain and block it meanwhile.
     ``measured_comm`` replays the recorded durations of communication nodes (converted traces)
-    instead of costing them on the network.
+    instead of costing them on the network. ``comm_stream_per_kind`` gives every group kind
+    (a collective's ``stream`` attribute: ``tp``, ``dp_cp``...; ``pp`` for sends) its own
+    ``comm_streams`` slots, as NCCL communicators of different groups run on their own CUDA
+    streams: a pipeline send does not queue behind a data-parallel gradient reduction.
+    Collectives without a ``stream`` attribute share one set of slots either way.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -45,6 +49,7 @@ class Scheduling(BaseModel):
     min_op_ns: float = Field(0.0, ge=0.0)
     overlap_comm: bool = True
     measured_comm: bool = False
+    comm_stream_per_kind: bool = True
 
 
 class System(BaseModel):
@@ -117,7 +122,7 @@ class System(BaseModel):
         algorithms: dict[str, str | list[str]] = {
             op: list(names) for op, names in collective.algorithms.items()
         }
-        scheduling = Scheduling(issue_order="node_id", min_op_ns=1.0)
+        scheduling = Scheduling(issue_order="node_id", min_op_ns=1.0, comm_stream_per_kind=False)
         return cls.with_topology(
             topo,
             name=fields.pop("name", Path(network_yml).stem),
