@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import chakra_et
 from chakra_et import CollectiveCommType, ETGraph, NodeType, attr_value
 from engine._errors import WorkloadError
-from models import DeviceSpec
+from models import ROOFLINE_ATTR, DeviceSpec, roofline_time_us
 
 __all__ = [
     "COLLECTIVE_OPS",
@@ -52,7 +52,7 @@ _SEND = int(NodeType.COMM_SEND_NODE)
 _RECV = int(NodeType.COMM_RECV_NODE)
 _MEM = (int(NodeType.MEM_LOAD_NODE), int(NodeType.MEM_STORE_NODE))
 _COLL_ATTRS = frozenset(("comm_type", "comm_size", "pg_name", "stream"))
-_ROOFLINE_ATTRS = frozenset(("num_ops", "tensor_size", "dtype", "gemm_shape"))
+_ROOFLINE_ATTRS = frozenset(("num_ops", "tensor_size", "dtype", "gemm_shape", ROOFLINE_ATTR))
 
 
 @dataclass
@@ -134,11 +134,12 @@ def compile_program(
 ) -> Program:
     """Flatten ``graph`` for rank ``rank``; compute nodes get their duration here.
 
-    A compute node costs its ``duration_micros`` (times ``duration_scale``) when it has one, or
-    the device roofline of its ``num_ops`` and ``tensor_size`` otherwise (with the GEMM
-    efficiency of its ``gemm_shape`` ``[m, n, k]`` when the node states one). A send or receive
-    missing its peer, tag or size is completed by ``_assume_p2p`` where that is unambiguous,
-    with a line in ``notes`` saying what was assumed.
+    A compute node costs its ``duration_micros`` (times ``duration_scale``) when it has one, the
+    sum of its operations' rooflines when it lists them (``roofline_ops``, see
+    ``models.roofline_time_us``), or the device roofline of its ``num_ops`` and ``tensor_size``
+    otherwise (with the GEMM efficiency of its ``gemm_shape`` ``[m, n, k]`` when it states one).
+    A send or receive missing its peer, tag or size is completed by ``_assume_p2p`` where that
+    is unambiguous, with a line in ``notes`` saying what was assumed.
     """
     if notes is None:
         notes = []
@@ -182,6 +183,7 @@ def compile_program(
         if node_type == _COMP:
             cpu, flops, size, node_dtype = False, 0, 0, dtype
             shape: tuple[int, int, int] | None = None
+            ops: list[int] | None = None
             attrs = node.attr
             if attrs:
                 for attr in attrs:
@@ -195,12 +197,22 @@ def compile_program(
                         elif name == "gemm_shape":
                             if isinstance(value, list) and len(value) == 3:
                                 shape = (int(value[0]), int(value[1]), int(value[2]))
+                        elif name == ROOFLINE_ATTR:
+                            if isinstance(value, list):
+                                ops = [int(v) for v in value]
                         elif isinstance(value, int) and not isinstance(value, bool):
                             flops, size = (value, size) if name == "num_ops" else (flops, value)
             kinds[i] = K_CPU if cpu else K_COMP
             micros = node.duration_micros
             if micros:
                 duration = micros * 1000.0 * duration_scale
+            elif ops and device is not None:
+                try:
+                    duration = roofline_time_us(device, ops, node_dtype) * 1000.0
+                except ValueError as exc:
+                    raise WorkloadError(
+                        f"rank {rank}: node {node.id} ({node.name}): {exc}"
+                    ) from None
             elif (flops or size) and device is not None:
                 duration = device.op_time_us(flops, size, node_dtype, gemm_shape=shape) * 1000.0
             else:

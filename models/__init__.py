@@ -49,15 +49,25 @@ from models._memory import (
     memory_per_gpu,
     stage_layers,
 )
-from models._plan import ParallelPlan, Recompute, check_plan, plan_from_mapping, stage_layer_ranges
+from models._plan import (
+    Attention,
+    ParallelPlan,
+    Recompute,
+    check_plan,
+    plan_from_mapping,
+    stage_layer_ranges,
+)
 from models._presets import MODEL_PRESETS, model_preset
 from models._ranks import GROUP_KINDS, RankCoord, RankLayout
+from models._roofline import ROOFLINE_ATTR, encode_roofline, roofline_time_us
 from models._spec import ModelSpec, Projection
 
 __all__ = [
     "DEVICE_PRESETS",
     "GROUP_KINDS",
     "MODEL_PRESETS",
+    "ROOFLINE_ATTR",
+    "Attention",
     "DType",
     "DeviceSpec",
     "EfficiencyModel",
@@ -81,6 +91,7 @@ __all__ = [
     "check_plan",
     "device_preset",
     "embedding_cost",
+    "encode_roofline",
     "generate_rank",
     "generate_rank_classes",
     "layer_cost",
@@ -96,6 +107,7 @@ __all__ = [
     "optimizer_cost",
     "pipeline_schedule",
     "plan_from_mapping",
+    "roofline_time_us",
     "stage_layer_ranges",
     "stage_layers",
     "step_flops",

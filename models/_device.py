@@ -18,7 +18,12 @@ The efficiency model is one global calibration, never fitted to a published trai
   unverified, treat as a lead).
 * Memory-bound work streams at ``memory_fraction = 0.90`` of HBM bandwidth: a device-to-device
   copy moved 3.0 of 3.35 TB/s on the H100 and 4.3 of 4.8 TB/s on the H200 here.
-* Time of an operation is the roofline ``max(flops / achieved_flops, bytes / achieved_bw)``.
+* Fused (flash) attention reaches ``attention_fraction = 0.5`` of peak on the FLOPs it
+  executes, forward and backward together: FlashAttention-2 reports 50-73% of peak forward on
+  A100 and FlashAttention-3 up to 75% on H100, both lower backward (the papers' abstracts; a
+  lead, not a measurement of ours).
+* Time of an operation is the roofline ``max(flops / achieved_flops, bytes / achieved_bw)``;
+  a node standing for several operations sums theirs (``models.roofline_time_us``).
 """
 
 from __future__ import annotations
@@ -57,6 +62,9 @@ class EfficiencyModel(BaseModel):
         0.5, gt=0.0, le=1.0, description="fraction of peak for non-GEMM arithmetic"
     )
     memory_fraction: float = Field(0.90, gt=0.0, le=1.0, description="of HBM bandwidth")
+    attention_fraction: float = Field(
+        0.5, gt=0.0, le=1.0, description="of peak for fused attention (executed FLOPs)"
+    )
 
     def gemm_fraction(self, m: int, n: int, k: int) -> float:
         """Achieved fraction of peak for an (m x k) @ (k x n) GEMM."""
@@ -115,10 +123,13 @@ class DeviceSpec(BaseModel):
         dtype: str = "bf16",
         *,
         gemm_shape: tuple[int, int, int] | None = None,
+        attention: bool = False,
     ) -> float:
-        """Roofline time of an operation; GEMMs use the shape curve, others ``vector_fraction``."""
+        """Roofline time of an operation: GEMMs use the shape curve, fused attention its own."""
         if gemm_shape is not None:
             fraction = self.efficiency.gemm_fraction(*gemm_shape)
+        elif attention:
+            fraction = self.efficiency.attention_fraction
         else:
             fraction = self.efficiency.gemm_peak_fraction
         compute_s = flops / (self.peak_flops(dtype) * fraction) if flops else 0.0

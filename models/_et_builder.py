@@ -13,6 +13,7 @@ from chakra_et import Node, NodeType, make_attr
 from models._device import DeviceSpec
 from models._plan import ParallelPlan
 from models._ranks import RankLayout
+from models._roofline import ROOFLINE_ATTR, roofline_time_us
 from models._spec import ModelSpec
 
 __all__ = ["COMP", "ETBuilder"]
@@ -120,12 +121,16 @@ class ETBuilder:
         duration = 0
         if self.device is not None:
             shape = attrs.get("gemm_shape")
-            time_us = self.device.op_time_us(
-                flops,
-                size,
-                self.plan.dtype,
-                gemm_shape=shape if isinstance(shape, tuple) else None,
-            )
+            roofline = attrs.get(ROOFLINE_ATTR)
+            if isinstance(roofline, tuple):
+                time_us = roofline_time_us(self.device, roofline, self.plan.dtype)
+            else:
+                time_us = self.device.op_time_us(
+                    flops,
+                    size,
+                    self.plan.dtype,
+                    gemm_shape=shape if isinstance(shape, tuple) else None,
+                )
             duration = max(1, round(time_us)) if flops or size else 0
         return self._add_encoded(name, COMP, _encode(full), (prev, *due), duration)
 

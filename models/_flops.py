@@ -45,11 +45,12 @@ class OpCost:
     """One operation on one GPU for one micro-batch: FLOPs and bytes, forward and backward."""
 
     name: str
-    kind: str  # "gemm", "attention", "vector"
+    kind: str  # "gemm", "attention" (fused), "vector"
     fwd_flops: int
     fwd_bytes: int
     gemm_shape: tuple[int, int, int] | None = None
     recompute_selective: bool = False
+    bwd_bytes_factor: float = 2.0
 
     @property
     def bwd_flops(self) -> int:
@@ -58,8 +59,8 @@ class OpCost:
 
     @property
     def bwd_bytes(self) -> int:
-        """Backward bytes: twice the forward (gradients of inputs and weights)."""
-        return 2 * self.fwd_bytes
+        """Backward bytes: ``bwd_bytes_factor`` (2: gradients of inputs and weights) x forward."""
+        return round(self.bwd_bytes_factor * self.fwd_bytes)
 
 
 @dataclass(frozen=True)
@@ -139,15 +140,7 @@ def layer_cost(model: ModelSpec, plan: ParallelPlan, moe: bool) -> LayerCost:
             continue
         out = proj.out_features // tp if proj.tp_split else proj.out_features
         ops.append(_gemm(proj.name, t, proj.in_features, out))
-    heads = model.num_heads // tp
-    # Attention core: each CP rank's queries meet the whole sequence's keys.
-    kv_len = model.seq_len
-    b = plan.micro_batch_size
-    q_len = t // b
-    score = 2 * b * q_len * kv_len * heads * model.head_dim_qk
-    mix = 2 * b * q_len * kv_len * heads * model.head_dim_v
-    qkv_elems = t * heads * (2 * model.head_dim_qk + 2 * model.head_dim_v)
-    ops.append(OpCost("attn_core", "attention", score + mix, ACT_BYTES * qkv_elems, None, True))
+    ops.extend(_attention_ops(model, plan))
     o = next(p for p in model.attention_projections() if p.name == "o")
     ops.append(_gemm("o", t, o.in_features // tp, o.out_features))
     ops.append(OpCost("mlp_norm", "vector", 0, vector_bytes // 2))
@@ -186,6 +179,53 @@ def layer_cost(model: ModelSpec, plan: ParallelPlan, moe: bool) -> LayerCost:
             if proj.name == "fc1":
                 ops.append(OpCost("mlp_act", "vector", 0, 3 * ACT_BYTES * t * f // tp))
     return LayerCost(tuple(ops))
+
+
+def _attention_ops(model: ModelSpec, plan: ParallelPlan) -> list[OpCost]:
+    """The attention core of one layer: one fused kernel, or Megatron-LM's unfused three steps.
+
+    Each context-parallel rank's queries meet the whole sequence's keys. Fused (flash)
+    attention reads Q, K, V and writes the output once. Unfused attention is a batched GEMM
+    writing the ``s x s`` scores per head, a fused scale-mask-softmax (read and write, 4 bytes
+    per score) followed with dropout by a dropout (read, write, 1-byte mask: 5 bytes), and a
+    batched GEMM reading the probabilities; its backward moves about 11/9 of the softmax and
+    dropout bytes (softmax backward reads the output and the gradient, writes one).
+    """
+    heads = model.num_heads // plan.tp
+    b = plan.micro_batch_size
+    q_len = model.seq_len // plan.cp
+    kv_len = model.seq_len
+    d_qk, d_v = model.head_dim_qk, model.head_dim_v
+    score = 2 * b * q_len * kv_len * heads * d_qk
+    mix = 2 * b * q_len * kv_len * heads * d_v
+    q_elems = b * q_len * heads * d_qk
+    kv_elems = b * kv_len * heads * (d_qk + d_v)
+    out_elems = b * q_len * heads * d_v
+    if plan.attention == "flash":
+        size = ACT_BYTES * (q_elems + kv_elems + out_elems)
+        return [OpCost("attn_core", "attention", score + mix, size, None, True)]
+    scores = b * heads * q_len * kv_len
+    k_elems = b * kv_len * heads * d_qk
+    per_score = 4 + (5 if model.dropout else 0)
+    return [
+        OpCost(
+            "attn_scores",
+            "gemm",
+            score,
+            ACT_BYTES * (q_elems + k_elems + scores),
+            (q_len, kv_len, d_qk),
+            True,
+        ),
+        OpCost("attn_softmax", "vector", 0, per_score * scores, None, True, 11 / 9),
+        OpCost(
+            "attn_mix",
+            "gemm",
+            mix,
+            ACT_BYTES * (scores + kv_elems - k_elems + out_elems),
+            (q_len, d_v, kv_len),
+            True,
+        ),
+    ]
 
 
 def embedding_cost(model: ModelSpec, plan: ParallelPlan) -> OpCost:

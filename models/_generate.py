@@ -75,6 +75,7 @@ from models._memory import local_params
 from models._pipeline import pipeline_schedule
 from models._plan import ParallelPlan, check_plan, stage_layer_ranges
 from models._ranks import RankLayout
+from models._roofline import ROOFLINE_ATTR, encode_roofline
 from models._spec import ModelSpec
 
 __all__ = [
@@ -95,6 +96,13 @@ _RS = int(CollectiveCommType.REDUCE_SCATTER)
 _A2A = int(CollectiveCommType.ALL_TO_ALL)
 
 
+def _op_roofline(op: OpCost, flops: int, size: int) -> dict[str, object]:
+    """``roofline_ops`` for a single-op node whose class the plain roofline cannot tell."""
+    if op.kind != "attention":
+        return {}
+    return {ROOFLINE_ATTR: encode_roofline([(op.kind, flops, size, None)])}
+
+
 class _RankProgram:
     """Emits one rank's training step: the pipeline schedule, then gradient sync and optimizer."""
 
@@ -110,6 +118,7 @@ class _RankProgram:
             self.act_bytes //= plan.tp
         self.dense_cost = layer_cost(model, plan, False)
         self.moe_cost = layer_cost(model, plan, True) if model.is_moe else None
+        self._rooflines: dict[tuple[bool, str], tuple[int, ...]] = {}
         self.pending: list[int] = []  # gradient collectives the optimizer waits for
         self.deferred: list[tuple[str, int]] = []  # (block, micro-batch) reduced after backward
         sharded = plan.optimizer_sharded or plan.zero_stage >= 2
@@ -156,12 +165,46 @@ class _RankProgram:
         full = self._cp_kv_shard() * self.plan.cp
         return self.b.coll(f"{tag}.cp_rs", "cp", _RS, full, [prev])
 
+    def _grad_accum_bytes(self, layer: int) -> int:
+        """Bytes of adding one micro-batch's weight gradients to the fp32 main gradients.
+
+        Without gradient-accumulation fusion the bf16/fp16 gradient is written, read again and
+        added to the fp32 main gradient (read and written): 2 + 2 + 4 + 4 bytes per weight.
+        """
+        if self.plan.grad_accumulation_fusion:
+            return 0
+        dense_local, expert_local = self._block_params(f"L{layer}")
+        return 12 * (dense_local + expert_local)
+
+    def _roofline(self, layer: int, phase: str) -> tuple[int, ...]:
+        """``roofline_ops`` of a whole layer node: each op, and what the backward recomputes."""
+        moe = self.model.layer_is_moe(layer)
+        key = (moe, phase)
+        cached = self._rooflines.get(key)
+        if cached is None:
+            ops = self._cost(layer).ops
+            recompute = self.plan.recompute
+            if phase == "fwd":
+                items = [(op.kind, op.fwd_flops, op.fwd_bytes, op.gemm_shape) for op in ops]
+            else:
+                items = [
+                    (op.kind, op.fwd_flops, op.fwd_bytes, op.gemm_shape)
+                    for op in ops
+                    if recompute == "full" or (recompute == "selective" and op.recompute_selective)
+                ]
+                items += [(op.kind, op.bwd_flops, op.bwd_bytes, op.gemm_shape) for op in ops]
+                accum = self._grad_accum_bytes(layer)
+                if accum:
+                    items.append(("vector", 0, accum, None))
+            cached = self._rooflines[key] = encode_roofline(items)
+        return cached
+
     # -- one layer -------------------------------------------------------------------------
     def _layer_coarse(self, layer: int, phase: str, prev: int, attrs: dict[str, object]) -> int:
         b, plan, cost = self.b, self.plan, self._cost(layer)
         tag = f"L{layer}.{phase}.mb{attrs['micro_batch']}"
         prev = self._fsdp_gather(layer, tag, prev)
-        extra: dict[str, object] = {"layer": layer}
+        extra: dict[str, object] = {"layer": layer, ROOFLINE_ATTR: self._roofline(layer, phase)}
         if cost.main_gemm_shape is not None:
             extra["gemm_shape"] = cost.main_gemm_shape
         if phase == "fwd":
@@ -170,6 +213,7 @@ class _RankProgram:
             rflops = cost.recompute_flops(plan.recompute)
             flops = cost.bwd_flops + rflops
             size = cost.bwd_bytes + cost.recompute_bytes(plan.recompute)
+            size += self._grad_accum_bytes(layer)
             extra["recompute_ops"] = rflops
         # Full recomputation repeats the forward's two TP exchanges in the backward.
         count = 4 if phase == "bwd" and plan.recompute == "full" else 2
@@ -188,12 +232,13 @@ class _RankProgram:
         if phase == "bwd" and plan.recompute != "none":
             for op in ops:
                 if plan.recompute == "full" or op.recompute_selective:
+                    rattrs = {**attrs, "phase": "recompute", "layer": layer, "op": op.name}
                     prev = b.comp(
                         f"{tag}.{op.name}.recompute",
                         op.fwd_flops,
                         op.fwd_bytes,
                         prev,
-                        {**attrs, "phase": "recompute", "layer": layer, "op": op.name},
+                        {**rattrs, **_op_roofline(op, op.fwd_flops, op.fwd_bytes)},
                     )
         last = ops[-1].name
         if phase == "bwd":
@@ -206,6 +251,7 @@ class _RankProgram:
             op_attrs: dict[str, object] = {**attrs, "layer": layer, "op": op.name}
             if op.gemm_shape is not None:
                 op_attrs["gemm_shape"] = op.gemm_shape
+            op_attrs.update(_op_roofline(op, flops, size))
             prev = b.comp(name, flops, size, prev, op_attrs)
             if op.name in ("attn_norm", "mlp_norm"):
                 prev = self._tp_gather(name, prev, 1)
@@ -217,6 +263,10 @@ class _RankProgram:
                 prev = b.coll(f"{name}.ep_combine", "ep", _A2A, self._ep_bytes(), [prev])
             if op.name in ("o", last):
                 prev = self._tp_reduce(name, prev, 1)
+        accum = self._grad_accum_bytes(layer) if phase == "bwd" else 0
+        if accum:
+            gattrs = {**attrs, "layer": layer, "op": "grad_accum"}
+            prev = b.comp(f"{tag}.grad_accum", 0, accum, prev, gattrs)
         return prev
 
     def _fsdp_gather(self, layer: int, tag: str, prev: int) -> int:
@@ -286,13 +336,18 @@ class _RankProgram:
 
     def _logits(self, phase: str, mb: int, prev: int, attrs: dict[str, object]) -> int:
         proj, loss = logits_cost(self.model, self.plan)
-        if phase == "fwd":
-            flops, size = proj.fwd_flops, proj.fwd_bytes + loss.fwd_bytes
-        else:
-            flops, size = proj.bwd_flops, proj.bwd_bytes + loss.bwd_bytes
-        extra: dict[str, object] = {"layer": -1}
+        fwd = phase == "fwd"
+        flops = proj.fwd_flops if fwd else proj.bwd_flops
+        proj_bytes = proj.fwd_bytes if fwd else proj.bwd_bytes
+        loss_bytes = loss.fwd_bytes if fwd else loss.bwd_bytes
+        # The projection is a GEMM, the loss memory-bound: cost them one after the other.
+        roofline = encode_roofline(
+            [("gemm", flops, proj_bytes, proj.gemm_shape), ("vector", 0, loss_bytes, None)]
+        )
+        extra: dict[str, object] = {"layer": -1, ROOFLINE_ATTR: roofline}
         if proj.gemm_shape is not None:
             extra["gemm_shape"] = proj.gemm_shape
+        size = proj_bytes + loss_bytes
         return self.b.comp(f"logits.{phase}.mb{mb}", flops, size, prev, {**attrs, **extra})
 
     def _grad_sync(self, block: str, after: int, mb: int) -> None:

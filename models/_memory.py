@@ -9,7 +9,8 @@
   tokens of a context-parallel rank, the norm inputs/outputs and dropout masks (``10 sbh`` for
   GPT) are divided by ``t`` only with sequence parallelism; Q, K, V, the attention output and
   the MLP intermediates (``24 sbh`` for GPT) always by ``t``; the score/softmax/dropout terms
-  (``5 a s^2 b``) by ``t`` and disappear with selective recomputation. Full recomputation keeps
+  (``5 a s^2 b``) by ``t``, stored only by unfused attention (``plan.attention``) and without
+  selective recomputation. Full recomputation keeps
   each layer's input (``2 sbh``, over ``t`` with SP) plus one layer's full activations while it
   is recomputed. GPT with TP and no SP gives ``sbh (10 + 24/t + 5as/(ht))`` per layer, with SP
   and selective recomputation ``34 sbh / t``, as in the paper.
@@ -139,8 +140,9 @@ def _layer_activation_bytes(model: ModelSpec, plan: ParallelPlan, moe: bool) -> 
         )
     attn_out = ACT_BYTES * s * b * a * model.head_dim_v
     sharded = (qkv + attn_out) // t
-    if plan.recompute == "none":
-        # Softmax output (2 bytes), and with dropout its mask (1) and output (2).
+    if plan.recompute == "none" and plan.attention == "unfused":
+        # Softmax output (2 bytes), and with dropout its mask (1) and output (2). Fused
+        # attention keeps only per-row softmax statistics, negligible beside these.
         per_score = ACT_BYTES + drop * (1 + ACT_BYTES)
         sharded += per_score * a * s * model.seq_len * b // t
     if moe:

@@ -17,9 +17,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from models._errors import InvalidPlanError
 from models._spec import ModelSpec
 
-__all__ = ["ParallelPlan", "Recompute", "check_plan", "plan_from_mapping", "stage_layer_ranges"]
+__all__ = [
+    "Attention",
+    "ParallelPlan",
+    "Recompute",
+    "check_plan",
+    "plan_from_mapping",
+    "stage_layer_ranges",
+]
 
 Recompute = Literal["none", "selective", "full"]
+Attention = Literal["flash", "unfused"]
 
 
 class ParallelPlan(BaseModel):
@@ -45,9 +53,19 @@ class ParallelPlan(BaseModel):
     micro_batch_size: int = Field(1, ge=1, description="sequences per micro-batch")
     global_batch_size: int | None = Field(None, ge=1, description="sequences per step")
     recompute: Recompute = Field("none", description="activation recomputation")
+    attention: Attention = Field(
+        "flash",
+        description="fused (flash) attention, or two batched GEMMs around a softmax that "
+        "materialise the s x s scores (Megatron-LM before 2023)",
+    )
     overlap_grad_reduce: bool = Field(True, description="overlap DP gradient reduction")
     overlap_param_gather: bool = Field(True, description="overlap ZeRO/FSDP parameter gathers")
     overlap_tp_comm: bool = Field(False, description="overlap TP communication with GEMMs")
+    grad_accumulation_fusion: bool = Field(
+        True,
+        description="weight-gradient GEMMs accumulate into the fp32 main gradients; otherwise "
+        "a separate pass adds each micro-batch's gradients (12 bytes per weight)",
+    )
     dtype: Literal["bf16", "fp16", "fp8"] = Field("bf16", description="compute dtype")
 
     @model_validator(mode="after")

@@ -9,6 +9,11 @@ per-row value:
 * micro-batch size 1; no virtual pipeline stages; ZeRO off; bf16 when no precision is given
   (fp16 mixed is costed like bf16: same peak rate);
 * sequence parallelism off and no recomputation unless the row says so;
+* attention is Megatron-LM's unfused attention (two batched GEMMs around a softmax, the
+  ``s x s`` scores in memory) for the 2019-2022 papers, which predate fused attention in
+  Megatron-LM, and fused (flash) attention for the Megatron-Core rows; likewise the 2019-2021
+  code added each micro-batch's weight gradients to the fp32 main gradients in a separate
+  pass (gradient-accumulation fusion came later in 2021);
 * Narayanan et al.'s FLOP count (Eq. 3, recomputation included) is our hardware FLOPs; the
   Megatron-Core rows' "model TFLOP/s" is our model FLOPs;
 * GPT models have learned positions, biases, dropout and tied embeddings (as in the papers);
@@ -48,6 +53,12 @@ _SOURCES = {
     "NVIDIA ADLR": "Megatron v1 V100",
 }
 
+#: Sources that predate fused attention in Megatron-LM (added in 2023): their runs stored and
+#: streamed the s x s attention scores.
+_UNFUSED_ATTENTION = ("Narayanan", "Korthikanti", "NVIDIA ADLR")
+#: Sources whose Megatron-LM predates gradient-accumulation fusion (late 2021): every
+#: micro-batch's weight gradients were added to the fp32 main gradients in a separate pass.
+_UNFUSED_GRAD_ACCUMULATION = ("Narayanan", "NVIDIA ADLR")
 
 #: Columns the study reads from every row.
 _COLUMNS = frozenset(
@@ -224,6 +235,8 @@ def _plan(row: dict[str, str]) -> ParallelPlan:
         micro_batch_size=_int(row["micro_batch"], 1),
         global_batch_size=_int(row["global_batch"], 0) or None,
         recompute=recompute,
+        attention="unfused" if row["source"].startswith(_UNFUSED_ATTENTION) else "flash",
+        grad_accumulation_fusion=not row["source"].startswith(_UNFUSED_GRAD_ACCUMULATION),
         dtype="bf16",
     )
 
@@ -266,12 +279,19 @@ def _memory_metric(metric: str, model: ModelSpec, plan: ParallelPlan) -> float:
 
 
 def _nccl_row(row: dict[str, str], cost_model: str) -> float | None:
-    """Bus bandwidth of an nccl-tests all-reduce on the H100 cluster preset (GB/s)."""
+    """Bus bandwidth of an nccl-tests all-reduce on the cluster the row names (GB/s)."""
     size = int(row["metric"].split("@")[1].rstrip("B"))
     gpus = int(row["gpus"])
-    system = cluster_system("h100-sxm", gpus, cost_model=cost_model)
+    cluster = "gcp-a3-mega" if "A3-Mega" in row["source"] else None
+    system = cluster_system("h100-sxm", gpus, cluster=cluster, cost_model=cost_model)
     cost = collective_cost(
-        "all_reduce", size, range(gpus), system.topology, None, system.cost_model
+        "all_reduce",
+        size,
+        range(gpus),
+        system.topology,
+        None,
+        system.cost_model,
+        system.collective,
     )
     time_s = cost.time_ns * 1e-9
     return size / time_s * 2 * (gpus - 1) / gpus / 1e9

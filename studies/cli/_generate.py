@@ -41,6 +41,17 @@ def add_workload_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--recompute", choices=("none", "selective", "full"), default="none", help="recompute"
     )
+    parser.add_argument(
+        "--attention",
+        choices=("flash", "unfused"),
+        default="flash",
+        help="fused (flash) attention, or unfused with the s x s scores in memory",
+    )
+    parser.add_argument(
+        "--no-grad-accumulation-fusion",
+        action="store_true",
+        help="add each micro-batch's weight gradients to the fp32 ones in a separate pass",
+    )
     parser.add_argument("--first-stage-layers", type=int, help="layers of the first stage")
     parser.add_argument("--last-stage-layers", type=int, help="layers of the last stage")
     parser.add_argument(
@@ -68,6 +79,8 @@ def workload_from_args(args: argparse.Namespace) -> tuple[models.ModelSpec, mode
         "micro_batch_size": args.micro_batch,
         "global_batch_size": args.global_batch,
         "recompute": args.recompute,
+        "attention": args.attention,
+        "grad_accumulation_fusion": not args.no_grad_accumulation_fusion,
         "first_stage_layers": args.first_stage_layers,
         "last_stage_layers": args.last_stage_layers,
         "overlap_grad_reduce": not args.no_overlap_grad_reduce,

@@ -49,6 +49,7 @@ def plan_from_row(row: dict[str, str]) -> ParallelPlan:
         recompute=row["recompute"],
         micro_batch_size=int(row["micro_batch"] or 1),
         global_batch_size=int(row["global_batch"]),
+        attention="unfused",  # 2021-2022 Megatron-LM stored the s x s scores
     )
 
 

@@ -8,6 +8,10 @@ import models
 def test_all_is_the_curated_public_api() -> None:
     assert sorted(models.__all__) == sorted(
         [
+            "Attention",
+            "ROOFLINE_ATTR",
+            "encode_roofline",
+            "roofline_time_us",
             "DEVICE_PRESETS",
             "GROUP_KINDS",
             "MODEL_PRESETS",

@@ -61,7 +61,13 @@ def test_recompute_and_sequence_parallel_shrink_activations() -> None:
     for recompute in ("none", "selective", "full"):
         for sp in (False, True):
             plan = ParallelPlan(
-                tp=8, pp=4, dp=2, global_batch_size=16, recompute=recompute, sequence_parallel=sp
+                tp=8,
+                pp=4,
+                dp=2,
+                global_batch_size=16,
+                recompute=recompute,
+                sequence_parallel=sp,
+                attention="unfused",
             )
             acts[recompute, sp] = memory_per_gpu(model, plan).activations_bytes
     assert acts["none", False] > acts["selective", False] > acts["full", False]

@@ -47,7 +47,7 @@ def test_public_api_is_stable() -> None:
             "fat_tree",
             "fully_connected",
             "hypercube",
-        "load_network",
+            "load_network",
             "mesh",
             "multi_dimensional",
             "multi_plane",

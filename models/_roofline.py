@@ -1,0 +1,62 @@
+"""Per-operation rooflines of one compute node, so that a layer node costs each of its ops.
+
+A node standing for several operations (a whole transformer layer at layer granularity) would
+hide memory-bound work behind its GEMMs if costed as one roofline. Generated nodes therefore
+carry ``roofline_ops``, an int64 list of six entries per operation:
+``[class, flops, bytes, m, n, k]``, class 0 for memory-bound (vector) work, 1 for a GEMM of
+shape ``(m, n, k)`` and 2 for fused attention. ``flops`` are those the kernel executes: fused
+attention in a causal decoder skips the masked half of the scores, so it carries half the
+nominal FLOPs (model FLOPs still count all of them, as Megatron-LM's formula does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from models._device import DeviceSpec
+
+__all__ = [
+    "OP_ATTENTION",
+    "OP_GEMM",
+    "OP_VECTOR",
+    "ROOFLINE_ATTR",
+    "encode_roofline",
+    "roofline_time_us",
+]
+
+ROOFLINE_ATTR = "roofline_ops"
+OP_VECTOR, OP_GEMM, OP_ATTENTION = 0, 1, 2
+_CLASSES = {"vector": OP_VECTOR, "gemm": OP_GEMM, "attention": OP_ATTENTION}
+_FIELDS = 6
+
+
+def encode_roofline(
+    ops: Iterable[tuple[str, int, int, tuple[int, int, int] | None]],
+) -> tuple[int, ...]:
+    """Flatten ``(kind, nominal flops, bytes, gemm shape)`` per op into ``roofline_ops``."""
+    out: list[int] = []
+    for kind, flops, size, shape in ops:
+        code = _CLASSES[kind]
+        if code == OP_ATTENTION:
+            flops //= 2  # causal mask: the fused kernel skips the upper triangle
+        m, n, k = shape if shape is not None else (0, 0, 0)
+        out.extend((code, flops, size, m, n, k))
+    return tuple(out)
+
+
+def roofline_time_us(device: DeviceSpec, entries: Sequence[int], dtype: str = "bf16") -> float:
+    """Sum of each encoded op's roofline time on ``device`` (microseconds)."""
+    if len(entries) % _FIELDS:
+        raise ValueError(f"{ROOFLINE_ATTR} must hold {_FIELDS} integers per op, got {len(entries)}")
+    total = 0.0
+    for i in range(0, len(entries), _FIELDS):
+        code, flops, size, m, n, k = entries[i : i + _FIELDS]
+        if code == OP_GEMM and m and n and k:
+            total += device.op_time_us(flops, size, dtype, gemm_shape=(m, n, k))
+        elif code == OP_ATTENTION:
+            total += device.op_time_us(flops, size, dtype, attention=True)
+        elif code in (OP_VECTOR, OP_GEMM):
+            total += device.op_time_us(flops, size, dtype)
+        else:
+            raise ValueError(f"{ROOFLINE_ATTR}: unknown op class {code}")
+    return total

@@ -1,0 +1,84 @@
+"""A layer node costs each of its operations: memory-bound work is not hidden behind GEMMs."""
+
+from __future__ import annotations
+
+import pytest
+
+from chakra_et import get_attr
+from models import (
+    ROOFLINE_ATTR,
+    ParallelPlan,
+    device_preset,
+    encode_roofline,
+    generate_rank_classes,
+    layer_cost,
+    memory_per_gpu,
+    model_from_mapping,
+    roofline_time_us,
+)
+
+A100 = device_preset("a100-80gb")
+GPT = model_from_mapping(
+    {
+        "name": "gpt-1.7b",
+        "num_layers": 4,
+        "hidden_size": 2304,
+        "num_heads": 24,
+        "vocab_size": 51200,
+        "seq_len": 2048,
+        "dropout": True,
+        "bias": True,
+    }
+)
+
+
+def _layer_time_us(plan: ParallelPlan) -> float:
+    graph = generate_rank_classes(GPT, plan)[0]
+    node = next(n for n in graph.node_list if n.name.startswith("L0.fwd"))
+    ops = get_attr(node, ROOFLINE_ATTR)
+    assert isinstance(ops, list)
+    return roofline_time_us(A100, ops)
+
+
+def test_sum_of_op_rooflines_exceeds_the_whole_node_roofline() -> None:
+    plan = ParallelPlan(attention="unfused")
+    cost = layer_cost(GPT, plan, False)
+    summed = _layer_time_us(plan)
+    whole = A100.op_time_us(cost.fwd_flops, cost.fwd_bytes, gemm_shape=cost.main_gemm_shape)
+    assert summed > 1.2 * whole
+
+
+def test_unfused_attention_streams_the_scores() -> None:
+    unfused = layer_cost(GPT, ParallelPlan(attention="unfused"), False)
+    flash = layer_cost(GPT, ParallelPlan(attention="flash"), False)
+    scores = GPT.num_heads * GPT.seq_len**2
+    # scores written and read by the two GEMMs, softmax and dropout in between: 13 B each
+    assert unfused.fwd_bytes - flash.fwd_bytes == pytest.approx(13 * scores, rel=0.02)
+    assert unfused.fwd_flops == flash.fwd_flops
+    assert _layer_time_us(ParallelPlan(attention="unfused")) > _layer_time_us(ParallelPlan())
+
+
+def test_fused_attention_runs_half_the_scores_of_a_causal_model() -> None:
+    (code, flops, *_rest) = encode_roofline([("attention", 1000, 10, None)])
+    assert (code, flops) == (2, 500)
+    with pytest.raises(ValueError, match="6 integers per op"):
+        roofline_time_us(A100, [1, 2, 3])
+
+
+def test_flash_attention_stores_no_scores() -> None:
+    flash = memory_per_gpu(GPT, ParallelPlan()).activations_bytes
+    unfused = memory_per_gpu(GPT, ParallelPlan(attention="unfused")).activations_bytes
+    drop = 5  # softmax output 2 bytes, dropout mask 1 and output 2, per score per layer
+    assert unfused - flash == drop * GPT.num_heads * GPT.seq_len**2 * GPT.num_layers
+
+
+def test_unfused_gradient_accumulation_adds_twelve_bytes_per_weight() -> None:
+    def bwd_bytes(fused: bool) -> int:
+        plan = ParallelPlan(grad_accumulation_fusion=fused)
+        graph = generate_rank_classes(GPT, plan)[0]
+        node = next(n for n in graph.node_list if n.name.startswith("L0.bwd"))
+        value = get_attr(node, "tensor_size")
+        assert isinstance(value, int)
+        return value
+
+    assert bwd_bytes(False) - bwd_bytes(True) == 12 * GPT.dense_layer_params()
