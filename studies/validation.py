@@ -20,8 +20,11 @@ per-row value:
 * overlap flags stated in a row's notes are used: ``--tp-comm-overlap`` (Megatron allows it
   only with sequence parallelism, so it implies it) and ``--overlap-param-gather`` (it exists
   only with the distributed optimizer, so it implies that);
-* collectives are costed by the NCCL bus-bandwidth model (``collectives.NcclModel``) on the
-  device's built-in cluster (``engine.cluster_system``): one global setting for every row.
+* collectives are costed by the NCCL model (``collectives.NcclModel``: NCCL's own protocol
+  latencies per ring step, 0.78 of NVLink and 0.92 of NIC bandwidth) on the device's built-in
+  cluster (``engine.cluster_system``): one global setting for every row. The nccl-tests rows
+  run on the A3-Mega preset they name, whose network figures were fitted to those same rows:
+  they check the calibration, they do not test it.
 
 Rows that cannot be predicted from what they state (no parallel configuration, a device
 without a preset, run-to-run variability figures) are listed with the reason, not dropped.
