@@ -19,7 +19,7 @@ cluster whose network differs from InfiniBand), NCCL's defaults otherwise.
 
 from __future__ import annotations
 
-from topology import Topology, place_group
+from topology import Placement, Topology, place_group
 
 from ._cost import CollectiveCost, CollectiveRequest, CostModel
 from ._errors import AlgorithmError
@@ -29,7 +29,7 @@ from ._ops import CollectiveOp
 __all__ = ["NcclModel"]
 
 
-def ring_steps(op: CollectiveOp, n: int) -> int:
+def _ring_steps(op: CollectiveOp, n: int) -> int:
     """Steps of NCCL's ring for ``op`` over ``n`` participants (ranks or nodes)."""
     if n <= 1:
         return 0
@@ -38,6 +38,27 @@ def ring_steps(op: CollectiveOp, n: int) -> int:
     if op in (CollectiveOp.BROADCAST, CollectiveOp.REDUCE):
         return n
     return n - 1
+
+
+def _peak_algbw(
+    op: CollectiveOp, n: int, placement: Placement, topology: Topology, params: NcclParams
+) -> float:
+    """Algorithm bandwidth (1e9 bytes/s) of a group placed as ``placement``."""
+    if not placement.dims:
+        bw = min(link.bandwidth_gbps for link in topology.links())
+        return params.scale_up_efficiency * bw / (op.bus_factor(n) or 1.0)
+    remaining = 1.0
+    best = float("inf")
+    for index, dim in zip(placement.dims, placement.dimensions(topology), strict=True):
+        size = dim.npus
+        if op is CollectiveOp.ALL_REDUCE:
+            moved = 2.0 * (size - 1) / size * remaining
+        else:
+            moved = (size - 1) / size * remaining
+        efficiency = params.scale_up_efficiency if index == 0 else params.scale_out_efficiency
+        best = min(best, efficiency * dim.bandwidth_gbps / moved)
+        remaining /= size
+    return best
 
 
 class NcclModel(CostModel):
@@ -56,24 +77,8 @@ class NcclModel(CostModel):
         params: NcclParams | None = None,
     ) -> float:
         """Algorithm bandwidth the slowest dimension allows (1e9 bytes/s)."""
-        figures = params or self.params
         placement = place_group(topology, ranks, with_links=False)
-        if not placement.dims:
-            bw = min(link.bandwidth_gbps for link in topology.links())
-            factor = op.bus_factor(len(ranks)) or 1.0
-            return figures.scale_up_efficiency * bw / factor
-        remaining = 1.0
-        best = float("inf")
-        for index, dim in zip(placement.dims, placement.dimensions(topology), strict=True):
-            n = dim.npus
-            if op is CollectiveOp.ALL_REDUCE:
-                moved = 2.0 * (n - 1) / n * remaining
-            else:
-                moved = (n - 1) / n * remaining
-            efficiency = figures.scale_up_efficiency if index == 0 else figures.scale_out_efficiency
-            best = min(best, efficiency * dim.bandwidth_gbps / moved)
-            remaining /= n
-        return best
+        return _peak_algbw(op, len(ranks), placement, topology, params or self.params)
 
     def estimate(self, request: CollectiveRequest) -> CollectiveCost:
         """Time of the fastest protocol for this size."""
@@ -84,16 +89,15 @@ class NcclModel(CostModel):
         if n <= 1:
             return CollectiveCost(request.op, request.size_bytes, n, "nccl", self.name, 0.0)
         topology = request.topology
+        placement = place_group(topology, request.ranks, with_links=False)
         nodes = 1
-        if topology.dims:
-            placement = place_group(topology, request.ranks, with_links=False)
-            for index, size in zip(placement.dims, placement.sizes, strict=True):
-                if index > 0:
-                    nodes *= size
-        steps = ring_steps(request.op, n)
-        inter = ring_steps(request.op, nodes)
+        for index, size in zip(placement.dims, placement.sizes, strict=True):
+            if index > 0:
+                nodes *= size
+        steps = _ring_steps(request.op, n)
+        inter = _ring_steps(request.op, nodes)
         intra = max(steps - inter, 0)
-        peak = self.peak_algbw_gbps(request.op, request.ranks, topology, params)
+        peak = _peak_algbw(request.op, n, placement, topology, params)
         volume = request.op.algbw_bytes(request.size_bytes, n)
         best_ns = float("inf")
         best_name = ""

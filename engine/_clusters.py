@@ -25,9 +25,10 @@ NCCL's own protocol figures for NVLink and InfiniBand (``collectives.NcclParams`
 A3-Mega, whose TCPXO network is far slower to start a collective than InfiniBand. Its figures
 were fitted once to the nccl-tests all-reduce log of ../shared/data (2 x 8 H100 A3-Mega, five
 sizes): Simple's network hop from the intercept of the two largest messages (933 µs for 16
-ranks, so 415 µs per network step); LL's hop and bandwidth share from the 1 MiB and 16 MiB
-points (152 µs and 0.11). LL128 is left out, as NCCL disables it on such paths. The nccl-tests
-rows of the validation study are therefore this preset's calibration, not a test of it.
+ranks, so 415 µs per network step); LL's from the line through the 1 MiB and 16 MiB points
+(intercept 152 µs, so 67 µs per network step; bandwidth share 0.11). LL128 is left out, as
+NCCL disables it on such paths. The nccl-tests rows of the validation study are therefore
+this preset's calibration, not a test of it.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from collectives import NcclParams, NcclProtocol, SystemConfig
 from engine._errors import SystemConfigError
 from engine._system import System
 from models import device_preset
-from topology import Dimension, DimKind, multi_dimensional
+from topology import Dimension, DimKind, Topology, multi_dimensional
 
 __all__ = ["CLUSTER_PRESETS", "ClusterPreset", "cluster_system", "default_cluster"]
 
@@ -56,6 +57,30 @@ class ClusterPreset:
     intra_latency_us: float = 0.5
     scale_out_latency_us: float = 2.0
     nccl: NcclParams | None = None
+
+    def topology(self, gpus: int) -> Topology:
+        """The ASTRA-sim multi-dimensional network of ``gpus`` GPUs on nodes of this design."""
+        if gpus < 1:
+            raise SystemConfigError(f"gpus={gpus} must be at least 1")
+        per_node = min(self.gpus_per_node, gpus)
+        if gpus % per_node:
+            raise SystemConfigError(
+                f"gpus={gpus} must be a multiple of the {self.gpus_per_node} GPUs per node of "
+                f"{self.name}"
+            )
+        dims = [
+            Dimension(self.intra_kind, per_node, self.intra_bandwidth_gbps, self.intra_latency_us)
+        ]
+        if gpus > per_node:
+            dims.append(
+                Dimension(
+                    DimKind.SWITCH,
+                    gpus // per_node,
+                    self.scale_out_bandwidth_gbps,
+                    self.scale_out_latency_us,
+                )
+            )
+        return multi_dimensional(dims, name=f"{self.name}x{gpus // per_node}")
 
 
 #: A3-Mega's NCCL figures over GPUDirect-TCPXO (fitted to the nccl-tests log; see above).
@@ -126,26 +151,7 @@ def cluster_system(device: str, gpus: int, *, cluster: str | None = None, **fiel
         allowed = ", ".join(sorted(CLUSTER_PRESETS))
         raise SystemConfigError(f"cluster {name!r} is not a preset (allowed: {allowed})")
     preset = CLUSTER_PRESETS[name]
-    if gpus < 1:
-        raise SystemConfigError(f"gpus={gpus} must be at least 1")
-    per_node = min(preset.gpus_per_node, gpus)
-    if gpus % per_node:
-        raise SystemConfigError(
-            f"gpus={gpus} must be a multiple of the {preset.gpus_per_node} GPUs per node of {name}"
-        )
-    dims = [
-        Dimension(preset.intra_kind, per_node, preset.intra_bandwidth_gbps, preset.intra_latency_us)
-    ]
-    if gpus > per_node:
-        dims.append(
-            Dimension(
-                DimKind.SWITCH,
-                gpus // per_node,
-                preset.scale_out_bandwidth_gbps,
-                preset.scale_out_latency_us,
-            )
-        )
-    topo = multi_dimensional(dims, name=f"{name}x{gpus // per_node}")
+    topo = preset.topology(gpus)
     if preset.nccl is not None and "collective" not in fields:
         fields["collective"] = SystemConfig(nccl=preset.nccl)
     return System.with_topology(topo, name=f"{name} ({gpus} GPUs)", device=spec.name, **fields)

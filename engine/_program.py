@@ -52,7 +52,7 @@ _SEND = int(NodeType.COMM_SEND_NODE)
 _RECV = int(NodeType.COMM_RECV_NODE)
 _MEM = (int(NodeType.MEM_LOAD_NODE), int(NodeType.MEM_STORE_NODE))
 _COLL_ATTRS = frozenset(("comm_type", "comm_size", "pg_name", "stream"))
-_ROOFLINE_ATTRS = frozenset(("num_ops", "tensor_size", "dtype", "gemm_shape", ROOFLINE_ATTR))
+_ROOFLINE_ATTRS = frozenset(("num_ops", "tensor_size", "dtype", "gemm_shape"))
 
 
 @dataclass

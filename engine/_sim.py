@@ -305,7 +305,9 @@ def comm_stream_slots(programs: list[Program], per_kind: bool) -> dict[str, int]
     """
     slots = {"": 2}
     if per_kind:
-        names = {name for program in programs for name in program.streams.values()}
+        # Ranks of one class share their compiled dicts: read each distinct one once.
+        distinct = {id(program.streams): program.streams for program in programs}
+        names = {name for streams in distinct.values() for name in streams.values()}
         for name in sorted(names | {"pp"}):
             slots.setdefault(name, len(slots) + 2)
     return slots

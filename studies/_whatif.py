@@ -17,7 +17,6 @@ from collectives import CompressionSpec
 from engine import CLUSTER_PRESETS, ClusterPreset, System, cluster_system, default_cluster, predict
 from models import ModelSpec, ParallelPlan, check_plan, load_model
 from studies._sweep_space import SweepConfigError
-from topology import Dimension, DimKind, multi_dimensional
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -101,22 +100,7 @@ class WhatIfResult:
 
 def _cluster(base: System, gpus: int, preset: ClusterPreset) -> System:
     """``base`` (a built-in cluster's system) on a preset whose figures may differ."""
-    per_node = min(preset.gpus_per_node, gpus)
-    if gpus % per_node:
-        raise SweepConfigError(f"gpus={gpus} must be a multiple of gpus_per_node={per_node}")
-    dims = [
-        Dimension(preset.intra_kind, per_node, preset.intra_bandwidth_gbps, preset.intra_latency_us)
-    ]
-    if gpus > per_node:
-        dims.append(
-            Dimension(
-                DimKind.SWITCH,
-                gpus // per_node,
-                preset.scale_out_bandwidth_gbps,
-                preset.scale_out_latency_us,
-            )
-        )
-    topo = multi_dimensional(dims, name=f"{preset.name}x{gpus // per_node}")
+    topo = preset.topology(gpus)
     # Every other setting (cost model, collectives, scheduling) stays the built-in system's.
     fields = base.model_dump(exclude={"name", "network"})
     return System.with_topology(topo, name=f"{preset.name} ({gpus} GPUs)", **fields)
