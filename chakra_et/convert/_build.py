@@ -15,6 +15,7 @@ from typing import Any
 from chakra_et._attrs import RESERVED_ATTR_KINDS, make_attr
 from chakra_et._graph import ETGraph, new_metadata
 from chakra_et.convert._collectives import comm_size_bytes, compatible, p2p_peer_and_tag
+from chakra_et.convert._gloo_threads import GroupSequences, infer_thread_groups
 from chakra_et.convert._host_et import HostOp, iter_tensors
 from chakra_et.convert._kineto import KinetoEvent, KinetoTrace
 from chakra_et.convert._link import HostKinetoLink
@@ -38,7 +39,6 @@ _INT_BOUNDS = {
     "int64": (-(2**63), 2**63),
     "uint64": (0, 2**64),
 }
-_THREAD_ID_GAP = 2  # most ids apart two worker threads of one gloo group can be
 
 
 @dataclass
@@ -47,11 +47,13 @@ class BuildOptions:
 
     ``host_gaps``: add the idle CPU time before an op on its thread (Python and framework
     overhead, not waiting on another thread) to the op's ``duration_micros``; the share is
-    kept in the ``host_gap_us`` attribute.
+    kept in the ``host_gap_us`` attribute. ``known_sequences``: collectives other ranks issued
+    on each group, which tell gloo worker threads apart (see ``_gloo_threads``).
     """
 
     host_gaps: bool = True
     schema_version: str = "0.0.4"
+    known_sequences: GroupSequences | None = None
 
 
 @dataclass(slots=True)
@@ -162,44 +164,6 @@ def absorb_worker_ops(units: list[Unit], link: HostKinetoLink) -> tuple[list[Uni
     return kept, folded
 
 
-def _gloo_thread_groups(
-    units: list[Unit], link: HostKinetoLink | None, groups: ProcessGroups
-) -> dict[int | str, str]:
-    """Which process group each gloo worker thread serves.
-
-    gloo gives every group its own worker threads, created with the group, so thread ids
-    sorted ascending and cut into equal runs follow group creation order. Only used when the
-    host trace names no group (gloo writes no ``record_param_comms``).
-    """
-    if link is None:
-        return {}
-    # A group of one rank has nothing to exchange over the network: not a candidate.
-    names = [g.name for g in groups.groups.values() if "gloo" in g.backend and g.size != 1]
-    threads: set[int | str] = set()
-    for unit in units:
-        issue = link.span_of.get(unit.op.id)
-        for op in unit.backend:
-            span = link.span_of.get(op.id)
-            if span is not None and issue is not None and span.tid != issue.tid:
-                threads.add(span.tid)
-    if not names or not threads:
-        return {}
-    ordered = sorted(threads, key=lambda t: (isinstance(t, str), str(t).zfill(20)))
-    # Threads of one group are created back to back: consecutive ids form its cluster.
-    clusters: list[list[int | str]] = []
-    for tid in ordered:
-        last = clusters[-1][-1] if clusters else None
-        if isinstance(tid, int) and isinstance(last, int) and tid - last <= _THREAD_ID_GAP:
-            clusters[-1].append(tid)
-        else:
-            clusters.append([tid])
-    if len(clusters) == len(names):
-        return {tid: name for name, cluster in zip(names, clusters, strict=True) for tid in cluster}
-    if len(names) == 1:
-        return dict.fromkeys(ordered, names[0])
-    return {}  # ambiguous: the default group is assumed, and the report says so
-
-
 def _pg_name(
     unit: Unit,
     groups: ProcessGroups,
@@ -237,7 +201,16 @@ def build_graph(
     options: BuildOptions,
 ) -> ETGraph:
     """Write the units (and GPU events) as an ``ETGraph``; fill the report's node counts."""
-    thread_groups = _gloo_thread_groups(units, link, groups)
+    inferred = infer_thread_groups(units, link, groups, options.known_sequences)
+    thread_groups = inferred.by_thread
+    if inferred.fits:
+        report.pg_assignment_fits = inferred.fits
+    if inferred.fits > 1:
+        report.warnings.append(
+            f"{inferred.fits} ways to give gloo worker threads to process groups fit this "
+            "trace; the one with the widest thread-id gaps was used (convert all ranks "
+            "together to tell them apart)"
+        )
     nodes: list[_Node] = []
     node_of_unit: dict[int, _Node] = {}
     fallback_ts = 0.0

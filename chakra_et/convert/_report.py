@@ -16,7 +16,9 @@ class ConversionReport:
     Every host node is counted once in ``host_fates``: ``emitted`` (it became an ET node),
     ``folded: <why>`` (its time is inside another ET node), ``container: <why>`` (a thread,
     step or annotation whose children became nodes) or ``dropped: <why>``. The values sum to
-    ``host_nodes_in``. ``et_nodes_by_type`` counts what was written.
+    ``host_nodes_in``. ``et_nodes_by_type`` counts what was written. ``pg_assignment_fits``:
+    how many ways to give gloo worker threads to process groups fit the trace (1: certain;
+    None: the trace named its groups or had no worker threads).
     """
 
     host_source: str
@@ -35,6 +37,7 @@ class ConversionReport:
     collectives: list[dict[str, Any]] = field(default_factory=list)
     p2p: list[dict[str, Any]] = field(default_factory=list)
     process_groups: dict[str, list[int]] = field(default_factory=dict)
+    pg_assignment_fits: int | None = None
     critical_path_us: int = 0
     measured_step_us: float | None = None
     warnings: list[str] = field(default_factory=list)
@@ -68,6 +71,7 @@ class ConversionReport:
             "collectives": self.collectives,
             "p2p": self.p2p,
             "process_groups": self.process_groups,
+            "pg_assignment_fits": self.pg_assignment_fits,
             "replay": {
                 "critical_path_us": self.critical_path_us,
                 "measured_step_us": self.measured_step_us,

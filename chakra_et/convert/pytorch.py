@@ -29,6 +29,7 @@ from chakra_et.convert._build import (
     pair_backend_ops,
 )
 from chakra_et.convert._errors import ConversionWarning, TraceConversionError
+from chakra_et.convert._gloo_threads import GroupSequences, collective_sequences
 from chakra_et.convert._host_et import HostTrace, load_host_trace
 from chakra_et.convert._kineto import KinetoTrace, load_kineto_trace
 from chakra_et.convert._link import HostKinetoLink, link_traces
@@ -82,10 +83,11 @@ def convert_traces(
     world_size: int | None = None,
     host_gaps: bool = True,
     check: bool = True,
+    known_sequences: GroupSequences | None = None,
 ) -> Conversion:
     """Convert parsed traces (see ``convert_pytorch`` for the options)."""
     with _gc_paused():
-        return _convert(host, kineto, rank, world_size, host_gaps, check)
+        return _convert(host, kineto, rank, world_size, host_gaps, check, known_sequences)
 
 
 def _convert(
@@ -95,6 +97,7 @@ def _convert(
     world_size: int | None,
     host_gaps: bool,
     check: bool,
+    known_sequences: GroupSequences | None = None,
 ) -> Conversion:
     report = ConversionReport(host.source, kineto.source if kineto is not None else None)
     report.schema = host.schema
@@ -156,7 +159,7 @@ def _convert(
         if absorbed:
             report.host_fates["emitted"] -= absorbed
             report.host_fates["folded: ran inside its collective on the worker thread"] += absorbed
-    opts = BuildOptions(host_gaps=host_gaps)
+    opts = BuildOptions(host_gaps=host_gaps, known_sequences=known_sequences)
     graph = build_graph(units, kineto if link is not None else None, link, groups, report, opts)
     for name, value in groups.metadata_attrs().items():
         set_attr(graph.metadata, name, value)
@@ -179,12 +182,16 @@ def convert_pytorch(
     rank: int | None = None,
     world_size: int | None = None,
     host_gaps: bool = True,
+    known_sequences: GroupSequences | None = None,
 ) -> Conversion:
     """Convert one rank's host trace (and optional Kineto trace) into a Chakra ET.
 
     ``rank``/``world_size`` override what the traces say (Kineto's ``distributedInfo``).
     ``host_gaps`` folds the CPU time between ops on a thread into the next op. With
-    ``output`` the ET is also written there. The graph is validated before it is returned.
+    ``output`` the ET is also written there. ``known_sequences`` gives, per process group,
+    the collectives (comm type name, bytes) other ranks issued on it: gloo traces, which name
+    no group, use them to tell worker threads apart. The graph is validated before it is
+    returned.
     """
     with _gc_paused():
         host_trace = load_host_trace(host)
@@ -192,7 +199,12 @@ def convert_pytorch(
     if rank is None and (kineto_trace is None or "rank" not in kineto_trace.distributed_info):
         rank = _rank_from_name(Path(host).name)  # Kineto's own rank, when it has one, wins
     result = convert_traces(
-        host_trace, kineto_trace, rank=rank, world_size=world_size, host_gaps=host_gaps
+        host_trace,
+        kineto_trace,
+        rank=rank,
+        world_size=world_size,
+        host_gaps=host_gaps,
+        known_sequences=known_sequences,
     )
     if output is not None:
         save(result.graph, output)
@@ -269,19 +281,41 @@ def convert_directory(
     name: str = "et",
     host_gaps: bool = True,
 ) -> list[Conversion]:
-    """Convert every rank of a directory into ``OUTPUT_DIR/NAME.R.et`` (ASTRA-sim's naming)."""
+    """Convert every rank of a directory into ``OUTPUT_DIR/NAME.R.et`` (ASTRA-sim's naming).
+
+    A gloo rank whose worker threads fit more than one assignment to process groups is
+    converted again with the collectives that ranks with a certain assignment issued on each
+    group, until no rank is resolved any more.
+    """
     pairs = find_rank_files(directory)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    results = []
-    for rank, (host, kineto) in pairs.items():
-        results.append(
-            convert_pytorch(
-                host,
-                kineto,
-                out / f"{name}.{rank}.et",
-                rank=rank,
-                host_gaps=host_gaps,
-            )
+
+    def convert(rank: int, known: GroupSequences | None = None) -> Conversion:
+        host, kineto = pairs[rank]
+        return convert_pytorch(
+            host,
+            kineto,
+            out / f"{name}.{rank}.et",
+            rank=rank,
+            host_gaps=host_gaps,
+            known_sequences=known,
         )
-    return results
+
+    results = {rank: convert(rank) for rank in pairs}
+    while True:
+        unsure = [r for r, c in results.items() if (c.report.pg_assignment_fits or 1) > 1]
+        known: dict[str, list[tuple[str, int]]] = {}
+        for rank, result in results.items():
+            if rank not in unsure:
+                for group, sequence in collective_sequences(result.report.collectives).items():
+                    known.setdefault(group, sequence)
+        resolved = 0
+        for rank in unsure:
+            again = convert(rank, known)
+            if (again.report.pg_assignment_fits or 0) == 1:
+                resolved += 1
+            results[rank] = again
+        if not resolved:
+            break
+    return [results[rank] for rank in sorted(results)]
