@@ -13,12 +13,14 @@ given bytes for the roofline and counts in neither model nor hardware FLOPs.
 Per-GPU costs divide GEMMs by ``tp`` (weights split) and by ``cp`` (tokens split); with
 sequence parallelism element-wise work outside attention and MLP is divided by ``tp`` too.
 Routed experts see ``top_k`` times the tokens, spread evenly over the expert-parallel group.
-Bytes are a roofline estimate: each GEMM reads its operands and writes its result once.
+With ``overlap_tp_comm`` the attention and MLP GEMMs run in Transformer Engine's default
+chunks beside their TP communication (``OpCost.kernels``). Bytes are a roofline estimate:
+each GEMM reads its operands and writes its result once.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 
 from models._plan import ParallelPlan
@@ -51,6 +53,8 @@ class OpCost:
     gemm_shape: tuple[int, int, int] | None = None
     recompute_selective: bool = False
     bwd_bytes_factor: float = 2.0
+    fwd_chunks: int = 1
+    dgrad_chunks: int = 1
 
     @property
     def bwd_flops(self) -> int:
@@ -61,6 +65,27 @@ class OpCost:
     def bwd_bytes(self) -> int:
         """Backward bytes: ``bwd_bytes_factor`` (2: gradients of inputs and weights) x forward."""
         return round(self.bwd_bytes_factor * self.fwd_bytes)
+
+    def kernels(self, phase: str) -> list[tuple[str, int, int, tuple[int, int, int] | None]]:
+        """``(kind, flops, bytes, shape)`` of what runs in ``phase`` (``fwd`` or ``bwd``).
+
+        A GEMM overlapped with TP communication runs as chunks along its token dimension
+        (``fwd_chunks``; ``dgrad_chunks`` for the backward's data gradient), so the efficiency
+        curve sees the chunk's shape; the weight gradient stays whole.
+        """
+        shape = self.gemm_shape
+        if phase == "fwd":
+            if shape is not None and self.fwd_chunks > 1:
+                shape = (max(1, shape[0] // self.fwd_chunks), shape[1], shape[2])
+            return [(self.kind, self.fwd_flops, self.fwd_bytes, shape)]
+        if shape is None or self.dgrad_chunks == 1:
+            return [(self.kind, self.bwd_flops, self.bwd_bytes, shape)]
+        m, n, k = shape
+        half = self.bwd_bytes // 2
+        return [
+            (self.kind, self.fwd_flops, half, (max(1, m // self.dgrad_chunks), k, n)),
+            (self.kind, self.fwd_flops, self.bwd_bytes - half, (k, n, m)),
+        ]
 
 
 @dataclass(frozen=True)
@@ -178,7 +203,26 @@ def layer_cost(model: ModelSpec, plan: ParallelPlan, moe: bool) -> LayerCost:
             ops.append(_gemm(proj.name, t, k_in, n_out))
             if proj.name == "fc1":
                 ops.append(OpCost("mlp_act", "vector", 0, 3 * ACT_BYTES * t * f // tp))
+    if plan.overlap_tp_comm and tp > 1:
+        ops = [_overlap_chunks(op, tp) for op in ops]
     return LayerCost(tuple(ops))
+
+
+#: Transformer Engine's default TP-overlap methods (``initialize_ub``): the all-gather before
+#: a column-parallel GEMM is a ring exchange, one GEMM chunk per TP rank's shard; the
+#: reduce-scatter after a row-parallel GEMM is pipelined over 4 chunks; the data gradient of
+#: a row-parallel GEMM all-gathers its output gradient by ring exchange. The rest (column
+#: dgrad/wgrad) overlaps whole ("bulk").
+_RS_PIPELINE_SPLITS = 4
+
+
+def _overlap_chunks(op: OpCost, tp: int) -> OpCost:
+    """``op`` as it runs with TP communication overlapped (Transformer Engine userbuffers)."""
+    if op.name in ("qkv", "fc1"):
+        return replace(op, fwd_chunks=tp)
+    if op.name in ("o", "fc2"):
+        return replace(op, fwd_chunks=_RS_PIPELINE_SPLITS, dgrad_chunks=tp)
+    return op
 
 
 def _attention_ops(model: ModelSpec, plan: ParallelPlan) -> list[OpCost]:
@@ -244,10 +288,22 @@ def logits_cost(model: ModelSpec, plan: ParallelPlan) -> tuple[OpCost, OpCost]:
     return proj, loss
 
 
-def optimizer_cost(params_local: int) -> OpCost:
-    """Adam step over ``params_local`` weights held by this GPU (fp32 master, m, v)."""
-    # Reads grad (4), master/m/v (12), writes master/m/v (12) and the bf16 copy (2).
-    return OpCost("optimizer", "vector", 0, 30 * params_local)
+def optimizer_cost(
+    params_local: int, *, params_updated: int | None = None, loss_scaling: bool = False
+) -> OpCost:
+    """Mixed-precision Adam step as Megatron-LM runs it, in bytes per weight.
+
+    Over the ``params_updated`` weights this GPU updates (its shard with a sharded
+    optimizer; all ``params_local`` otherwise): the gradient-norm pass for clipping reads the
+    fp32 main gradient (4); fused Adam reads gradient, master weight, m and v and writes the
+    last three (28); the updated master weight is cast into the 16-bit model weight (read 4,
+    write 2). fp16 adds loss-scale unscaling with its inf/NaN check (read and write the
+    gradient: 8). Over all ``params_local`` weights the fp32 main-gradient buffer is zeroed
+    for the next step (4).
+    """
+    updated = params_local if params_updated is None else params_updated
+    per_updated = 4 + 28 + 6 + (8 if loss_scaling else 0)
+    return OpCost("optimizer", "vector", 0, per_updated * updated + 4 * params_local)
 
 
 @dataclass(frozen=True)

@@ -96,11 +96,12 @@ _RS = int(CollectiveCommType.REDUCE_SCATTER)
 _A2A = int(CollectiveCommType.ALL_TO_ALL)
 
 
-def _op_roofline(op: OpCost, flops: int, size: int) -> dict[str, object]:
-    """``roofline_ops`` for a single-op node whose class the plain roofline cannot tell."""
-    if op.kind != "attention":
+def _op_roofline(op: OpCost, phase: str) -> dict[str, object]:
+    """``roofline_ops`` for a single-op node the plain roofline cannot cost: fused attention,
+    or a GEMM run in chunks beside overlapped TP communication."""
+    if op.kind != "attention" and op.fwd_chunks == 1 and op.dgrad_chunks == 1:
         return {}
-    return {ROOFLINE_ATTR: encode_roofline([(op.kind, flops, size, None)])}
+    return {ROOFLINE_ATTR: encode_roofline(op.kernels(phase))}
 
 
 class _RankProgram:
@@ -185,14 +186,15 @@ class _RankProgram:
             ops = self._cost(layer).ops
             recompute = self.plan.recompute
             if phase == "fwd":
-                items = [(op.kind, op.fwd_flops, op.fwd_bytes, op.gemm_shape) for op in ops]
+                items = [item for op in ops for item in op.kernels("fwd")]
             else:
                 items = [
-                    (op.kind, op.fwd_flops, op.fwd_bytes, op.gemm_shape)
+                    item
                     for op in ops
                     if recompute == "full" or (recompute == "selective" and op.recompute_selective)
+                    for item in op.kernels("fwd")
                 ]
-                items += [(op.kind, op.bwd_flops, op.bwd_bytes, op.gemm_shape) for op in ops]
+                items += [item for op in ops for item in op.kernels("bwd")]
                 accum = self._grad_accum_bytes(layer)
                 if accum:
                     items.append(("vector", 0, accum, None))
@@ -238,7 +240,7 @@ class _RankProgram:
                         op.fwd_flops,
                         op.fwd_bytes,
                         prev,
-                        {**rattrs, **_op_roofline(op, op.fwd_flops, op.fwd_bytes)},
+                        {**rattrs, **_op_roofline(op, "fwd")},
                     )
         last = ops[-1].name
         if phase == "bwd":
@@ -251,7 +253,7 @@ class _RankProgram:
             op_attrs: dict[str, object] = {**attrs, "layer": layer, "op": op.name}
             if op.gemm_shape is not None:
                 op_attrs["gemm_shape"] = op.gemm_shape
-            op_attrs.update(_op_roofline(op, flops, size))
+            op_attrs.update(_op_roofline(op, phase))
             prev = b.comp(name, flops, size, prev, op_attrs)
             if op.name in ("attn_norm", "mlp_norm"):
                 prev = self._tp_gather(name, prev, 1)
@@ -386,11 +388,14 @@ class _RankProgram:
         for block, mb in self.deferred:
             self._emit_grad_sync(block, tail, mb)
         dense, experts = local_params(self.model, plan, self.stage)
+        updated = dense + experts
         if plan.optimizer_sharded:
-            local = -(-dense // (plan.dp * plan.cp)) + -(-experts // plan.expert_dp)
-        else:
-            local = dense + experts
-        size = optimizer_cost(local).fwd_bytes
+            updated = -(-dense // (plan.dp * plan.cp)) + -(-experts // plan.expert_dp)
+        # ZeRO-2/3 shard the gradients too; Megatron's distributed optimizer keeps them whole.
+        held = updated if plan.zero_stage >= 2 else dense + experts
+        size = optimizer_cost(
+            held, params_updated=updated, loss_scaling=plan.dtype == "fp16"
+        ).fwd_bytes
         attrs: dict[str, object] = {
             "num_ops": 0,
             "tensor_size": size,

@@ -7,7 +7,8 @@ compares. Settings a row does not state take one documented default for every ro
 per-row value:
 
 * micro-batch size 1; no virtual pipeline stages; ZeRO off; bf16 when no precision is given
-  (fp16 mixed is costed like bf16: same peak rate);
+  (fp16 mixed has bf16's peak rate; its optimizer step also unscales the loss-scaled
+  gradients);
 * sequence parallelism off and no recomputation unless the row says so;
 * attention is Megatron-LM's unfused attention (two batched GEMMs around a softmax, the
   ``s x s`` scores in memory) for the 2019-2022 papers, which predate fused attention in
@@ -18,7 +19,8 @@ per-row value:
   Megatron-Core rows' "model TFLOP/s" is our model FLOPs;
 * GPT models have learned positions, biases, dropout and tied embeddings (as in the papers);
 * overlap flags stated in a row's notes are used: ``--tp-comm-overlap`` (Megatron allows it
-  only with sequence parallelism, so it implies it) and ``--overlap-param-gather`` (it exists
+  only with sequence parallelism, so it implies it; its GEMMs run in Transformer Engine's
+  default chunks, see ``models.layer_cost``) and ``--overlap-param-gather`` (it exists
   only with the distributed optimizer, so it implies that);
 * collectives are costed by the NCCL model (``collectives.NcclModel``: NCCL's own protocol
   latencies per ring step, 0.78 of NVLink and 0.92 of NIC bandwidth) on the device's built-in
@@ -240,7 +242,8 @@ def _plan(row: dict[str, str]) -> ParallelPlan:
         recompute=recompute,
         attention="unfused" if row["source"].startswith(_UNFUSED_ATTENTION) else "flash",
         grad_accumulation_fusion=not row["source"].startswith(_UNFUSED_GRAD_ACCUMULATION),
-        dtype="bf16",
+        # fp16 and bf16 share the tensor-core rate; fp16 adds loss scaling to the optimizer.
+        dtype="fp16" if row["precision"].strip().startswith("fp16") else "bf16",
     )
 
 

@@ -14,6 +14,7 @@ from models import (
     layer_cost,
     memory_per_gpu,
     model_from_mapping,
+    optimizer_cost,
     roofline_time_us,
 )
 
@@ -34,8 +35,11 @@ GPT = model_from_mapping(
 
 def _layer_time_us(plan: ParallelPlan) -> float:
     graph = generate_rank_classes(GPT, plan)[0]
-    node = next(n for n in graph.node_list if n.name.startswith("L0.fwd"))
-    ops = get_attr(node, ROOFLINE_ATTR)
+    ops = next(
+        get_attr(n, ROOFLINE_ATTR)
+        for n in graph.node_list
+        if n.name.startswith("L0.fwd") and get_attr(n, ROOFLINE_ATTR) is not None
+    )
     assert isinstance(ops, list)
     return roofline_time_us(A100, ops)
 
@@ -82,3 +86,40 @@ def test_unfused_gradient_accumulation_adds_twelve_bytes_per_weight() -> None:
         return value
 
     assert bwd_bytes(False) - bwd_bytes(True) == 12 * GPT.dense_layer_params()
+
+
+def test_tp_overlap_runs_gemms_in_chunks_of_the_shard() -> None:
+    """Transformer Engine overlaps the all-gather before QKV/FC1 as one GEMM chunk per TP
+    shard and pipelines the reduce-scatter after the row-parallel GEMMs in 4 chunks; the
+    FLOPs stay, the efficiency curve sees the chunks, and the layer takes longer."""
+    base = {"tp": 4, "sequence_parallel": True}
+    plain = layer_cost(GPT, ParallelPlan(**base), False)
+    overlapped = layer_cost(GPT, ParallelPlan(**base, overlap_tp_comm=True), False)
+    assert overlapped.fwd_flops == plain.fwd_flops
+    assert overlapped.bwd_flops == plain.bwd_flops
+    ops = {op.name: op for op in overlapped.ops}
+    tokens = GPT.seq_len
+    ((_, _, _, qkv_shape),) = ops["qkv"].kernels("fwd")
+    assert qkv_shape is not None and qkv_shape[0] == tokens // 4
+    ((_, _, _, fc2_shape),) = ops["fc2"].kernels("fwd")
+    assert fc2_shape is not None and fc2_shape[0] == tokens // 4  # four pipeline chunks
+    dgrad, wgrad = ops["o"].kernels("bwd")
+    assert dgrad[3] is not None and dgrad[3][0] == tokens // 4
+    assert wgrad[3] is not None and tokens in wgrad[3]
+    assert dgrad[1] + wgrad[1] == ops["o"].bwd_flops
+    assert all(
+        len(op.kernels("bwd")) == 1 for name, op in ops.items() if name != "o" and name != "fc2"
+    )
+    slower = _layer_time_us(ParallelPlan(**base, overlap_tp_comm=True))
+    assert slower > 1.02 * _layer_time_us(ParallelPlan(**base))
+
+
+@pytest.mark.parametrize(("loss_scaling", "per_weight"), [(False, 42), (True, 50)])
+def test_optimizer_step_moves_megatrons_bytes(loss_scaling: bool, per_weight: int) -> None:
+    """Norm (4) + fused Adam (28) + cast to 16 bits (6) + zeroing the grad buffer (4), and
+    unscaling with its inf check (8) under fp16 loss scaling."""
+    assert optimizer_cost(1000, loss_scaling=loss_scaling).fwd_bytes == per_weight * 1000
+
+
+def test_sharded_optimizer_updates_its_shard_and_zeroes_the_whole_buffer() -> None:
+    assert optimizer_cost(800, params_updated=100).fwd_bytes == 38 * 100 + 4 * 800
