@@ -43,7 +43,13 @@ from typing import Any
 
 from collectives import collective_cost
 from engine import StepResult, cluster_system, predict
-from models import ModelSpec, ParallelPlan, memory_per_gpu, model_from_mapping
+from models import (
+    ModelSpec,
+    ParallelPlan,
+    memory_per_gpu,
+    model_from_mapping,
+    stage_layer_ranges,
+)
 
 __all__ = ["ValidationReport", "ValidationRow", "default_data_path", "run_validation"]
 
@@ -277,10 +283,17 @@ def _predict_metric(metric: str, result: StepResult) -> float | None:
 
 
 def _memory_metric(metric: str, model: ModelSpec, plan: ParallelPlan) -> float:
-    """Our per-GPU memory (GiB) for a published memory row: states or activations."""
+    """Our per-GPU memory (GiB) for a published memory row: states or activations.
+
+    The states row (Korthikanti et al. Fig. 1) counts the weights, gradients and optimizer
+    states of the transformer layers a GPU holds, not the embedding the first and last
+    stages add: ours are scaled from the peak stage's weights to its layers' weights.
+    """
     memory = memory_per_gpu(model, plan)
     if metric.startswith("mem_params"):
-        return memory.states_bytes / 2**30
+        layers = sum(len(chunk) for chunk in stage_layer_ranges(model, plan)[memory.stage])
+        layer_params = layers * model.dense_layer_params() // plan.tp
+        return memory.states_bytes * layer_params / memory.params / 2**30
     return memory.activations_bytes / 2**30
 
 

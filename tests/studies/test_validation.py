@@ -65,3 +65,16 @@ def test_predict_cli(capsys: pytest.CaptureFixture[str]) -> None:
     assert data["step_time_s"] > 0 and 0 < data["mfu"] < 1
     assert main([*argv, "--tp", "3"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_states_rows_count_the_layers_a_gpu_holds() -> None:
+    """Korthikanti's Fig. 1 states bars: the transformer layers' weights, gradients and
+    optimizer states per GPU, with and without pipeline stages (no embedding in them)."""
+    from studies.validation import _memory_metric, _model, _plan
+
+    with open(PUBLISHED, newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["metric"].startswith("mem_params")]
+    assert {int(r["pp"]) for r in rows} >= {1, 8, 35, 64}
+    for row in rows:
+        predicted = _memory_metric(row["metric"], _model(row), _plan(row))
+        assert predicted == pytest.approx(float(row["value"]), rel=1e-3), row["model"]
