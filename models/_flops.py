@@ -2,13 +2,15 @@
 
 Conventions (Megatron-LM / Narayanan et al. 2021): a GEMM of (m x k) @ (k x n) costs 2mnk
 FLOPs; the backward of a GEMM costs twice its forward; attention scores and the weighted sum
-cost ``2 b s^2 a d`` each with no causal discount. *Model FLOPs* count the matmuls of one
-forward and one backward (3x forward); *hardware FLOPs* add what activation recomputation runs
-again (full: every layer's forward; selective: the attention core). With full recomputation the
-hardware FLOPs of a dense GPT step equal Narayanan et al.'s Eq. 3,
-``96 B s l h^2 (1 + s/(6h) + V/(16 l h))``: the output layer is not recomputed. Element-wise
-work (norms, activations, softmax, dropout, residuals, optimizer) is bandwidth-bound; it is
-given bytes for the roofline and counts in neither model nor hardware FLOPs.
+cost ``2 b s^2 a d`` each with no causal discount (the time model runs fused attention's
+backward at 2.5x its forward, as the kernel recomputes the scores; the counts below do not).
+*Model FLOPs* count the matmuls of one forward and one backward (3x forward); *hardware FLOPs*
+add what activation recomputation runs again (full: every layer's forward; selective: the
+attention core). With full recomputation the hardware FLOPs of a dense GPT step equal
+Narayanan et al.'s Eq. 3, ``96 B s l h^2 (1 + s/(6h) + V/(16 l h))``: the output layer is
+not recomputed. Element-wise work (norms, activations, softmax, dropout, residuals, optimizer)
+is bandwidth-bound; it is given bytes for the roofline and counts in neither model nor
+hardware FLOPs.
 
 Per-GPU costs divide GEMMs by ``tp`` (weights split) and by ``cp`` (tokens split); with
 sequence parallelism element-wise work outside attention and MLP is divided by ``tp`` too.
@@ -53,12 +55,13 @@ class OpCost:
     gemm_shape: tuple[int, int, int] | None = None
     recompute_selective: bool = False
     bwd_bytes_factor: float = 2.0
+    bwd_kernel_flops_factor: float = 2.0
     fwd_chunks: int = 1
     dgrad_chunks: int = 1
 
     @property
     def bwd_flops(self) -> int:
-        """Backward FLOPs: data and weight gradients for GEMMs, twice the forward throughout."""
+        """Backward FLOPs as counted: data and weight gradients, twice the forward."""
         return 2 * self.fwd_flops
 
     @property
@@ -71,7 +74,8 @@ class OpCost:
 
         A GEMM overlapped with TP communication runs as chunks along its token dimension
         (``fwd_chunks``; ``dgrad_chunks`` for the backward's data gradient), so the efficiency
-        curve sees the chunk's shape; the weight gradient stays whole.
+        curve sees the chunk's shape; the weight gradient stays whole. The backward runs
+        ``bwd_kernel_flops_factor`` x the forward's FLOPs (fused attention: 2.5).
         """
         shape = self.gemm_shape
         if phase == "fwd":
@@ -79,7 +83,8 @@ class OpCost:
                 shape = (max(1, shape[0] // self.fwd_chunks), shape[1], shape[2])
             return [(self.kind, self.fwd_flops, self.fwd_bytes, shape)]
         if shape is None or self.dgrad_chunks == 1:
-            return [(self.kind, self.bwd_flops, self.bwd_bytes, shape)]
+            flops = round(self.bwd_kernel_flops_factor * self.fwd_flops)
+            return [(self.kind, flops, self.bwd_bytes, shape)]
         m, n, k = shape
         half = self.bwd_bytes // 2
         return [
@@ -247,7 +252,13 @@ def _attention_ops(model: ModelSpec, plan: ParallelPlan) -> list[OpCost]:
     out_elems = b * q_len * heads * d_v
     if plan.attention == "flash":
         size = ACT_BYTES * (q_elems + kv_elems + out_elems)
-        return [OpCost("attn_core", "attention", score + mix, size, None, True)]
+        # FlashAttention's backward runs five matmuls to the forward's two: it recomputes the
+        # scores rather than reading them (Dao 2023, FlashAttention-2, backward pass).
+        return [
+            OpCost(
+                "attn_core", "attention", score + mix, size, None, True, bwd_kernel_flops_factor=2.5
+            )
+        ]
     scores = b * heads * q_len * kv_len
     k_elems = b * kv_len * heads * d_qk
     per_score = 4 + (5 if model.dropout else 0)

@@ -123,3 +123,11 @@ def test_optimizer_step_moves_megatrons_bytes(loss_scaling: bool, per_weight: in
 
 def test_sharded_optimizer_updates_its_shard_and_zeroes_the_whole_buffer() -> None:
     assert optimizer_cost(800, params_updated=100).fwd_bytes == 38 * 100 + 4 * 800
+
+
+def test_flash_attention_backward_recomputes_the_scores() -> None:
+    """Five matmuls to the forward's two: the kernel runs 2.5x; the count stays 2x."""
+    core = next(op for op in layer_cost(GPT, ParallelPlan(), False).ops if op.name == "attn_core")
+    ((_, bwd_run, _, _),) = core.kernels("bwd")
+    assert bwd_run == 2.5 * core.fwd_flops
+    assert core.bwd_flops == 2 * core.fwd_flops
