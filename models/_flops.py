@@ -295,7 +295,11 @@ def logits_cost(model: ModelSpec, plan: ParallelPlan) -> tuple[OpCost, OpCost]:
     t = _tokens(model, plan)
     v = model.vocab_size // plan.tp
     proj = _gemm("logits", t, model.hidden_size, v)
-    loss = OpCost("cross_entropy", "vector", 0, 3 * 4 * t * v)
+    # Megatron's vocabulary-parallel cross-entropy, per logit: cast to fp32 (read 2, write 4),
+    # max (4), subtract it (8), exp in place (8), sum (4), divide into the softmax it saves
+    # (8): 38 bytes; its backward scales the softmax in place (8) and casts the gradient back
+    # to 16 bits (6): 14 bytes.
+    loss = OpCost("cross_entropy", "vector", 0, 38 * t * v, bwd_bytes_factor=14 / 38)
     return proj, loss
 
 
