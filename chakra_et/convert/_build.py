@@ -47,7 +47,9 @@ class BuildOptions:
 
     ``host_gaps``: add the idle CPU time before an op on its thread (Python and framework
     overhead, not waiting on another thread) to the op's ``duration_micros``; the share is
-    kept in the ``host_gap_us`` attribute. ``known_sequences``: collectives other ranks issued
+    kept in the ``host_gap_us`` attribute. Before a collective, and after the profiled step's
+    last op on the thread that marks steps, the time goes to the compute op before it
+    (``host_gap_after_us``). ``known_sequences``: collectives other ranks issued
     on each group, which tell gloo worker threads apart (see ``_gloo_threads``).
     """
 
@@ -233,6 +235,8 @@ def build_graph(
     nodes.sort(key=lambda n: n.order_key)
     graph = ETGraph(new_metadata(options.schema_version))
     _wire(nodes, node_of_unit, options)
+    if options.host_gaps and kineto is not None and kineto.profiler_steps:
+        _fold_step_edges(nodes, kineto.profiler_steps[-1])
     finish_us: list[int] = []
     for et_id, node in enumerate(nodes):
         duration_us = max(0, round(node.duration_us))
@@ -500,11 +504,15 @@ def _wire(nodes: list[_Node], node_of_unit: dict[int, _Node], options: BuildOpti
                 dep_end = nodes[dep].end_us
                 if dep_end is not None and (busy_from is None or dep_end > busy_from):
                     busy_from = dep_end
-            if options.host_gaps and unit.kind == "comp" and busy_from is not None:
+            if options.host_gaps and busy_from is not None:
                 gap_us = max(0.0, node.start_us - busy_from)
-                if gap_us > 0:
+                if gap_us > 0 and unit.kind == "comp":
                     node.duration_us += gap_us
                     node.attrs["host_gap_us"] = round(gap_us)
+                elif gap_us > 0 and prev is not None and _is_host_comp(prev):
+                    # Python work before issuing a collective: the op before it on the thread
+                    # carries it, so the collective is still issued when it was.
+                    _add_host_gap(prev, gap_us, "host_gap_after_us")
         for tensor, _ in _tensors(op.outputs, op.output_types):
             writer[tensor] = node
         if unit.kind == "comm":
@@ -516,6 +524,40 @@ def _wire(nodes: list[_Node], node_of_unit: dict[int, _Node], options: BuildOpti
         if node.end_us is not None:
             bisect.insort(ends, (node.end_us, index))
         node.deps = [d for d in dict.fromkeys(deps) if d != index]
+
+
+def _is_host_comp(node: _Node) -> bool:
+    return node.unit is not None and node.unit.kind == "comp" and node.in_chain
+
+
+def _add_host_gap(node: _Node, gap_us: float, attr: str) -> None:
+    node.duration_us += gap_us
+    node.attrs[attr] = node.attrs.get(attr, 0) + round(gap_us)
+
+
+def _fold_step_edges(nodes: list[_Node], step: KinetoEvent) -> None:
+    """Fold the profiled step's CPU time before its first op and after its last one, on the
+    thread that marks the steps, into those ops (Python work the step's time includes)."""
+    thread: ThreadKey = ("kineto", step.tid)
+    mine = [
+        n
+        for n in nodes
+        if n.thread == thread
+        and n.start_us is not None
+        and n.end_us is not None
+        and step.ts_us <= n.start_us <= step.end_us
+    ]
+    if not mine:
+        return
+    # A collective whose backend ran on a worker thread ends with it, off the chain: it
+    # still bounds what the thread did.
+    first = min(mine, key=lambda n: n.start_us or 0.0)
+    last = max(mine, key=lambda n: n.end_us or 0.0)
+    assert first.start_us is not None and last.end_us is not None
+    if _is_host_comp(first) and first.start_us > step.ts_us:
+        _add_host_gap(first, first.start_us - step.ts_us, "host_gap_us")
+    if _is_host_comp(last) and step.end_us > last.end_us:
+        _add_host_gap(last, step.end_us - last.end_us, "host_gap_after_us")
 
 
 def _waited_on(

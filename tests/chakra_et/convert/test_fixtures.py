@@ -112,6 +112,18 @@ def test_replay_is_within_ten_percent_of_the_measured_step(folder: Path, rank: i
     assert report.replay_error_pct is not None and abs(report.replay_error_pct) < 10.0
 
 
+def test_the_steps_python_before_its_first_op_and_after_its_last_is_kept() -> None:
+    """The single-process step has one thread: with the CPU time before its first op and
+    after its last folded in, the replay is the measured step to within a percent."""
+    result = _convert(SINGLE, 0)
+    assert result.report.replay_error_pct is not None
+    assert abs(result.report.replay_error_pct) < 1.0
+    edges = [
+        get_attr(n, "host_gap_after_us") for n in result.graph if get_attr(n, "host_gap_after_us")
+    ]
+    assert edges, "the tail after the last op is carried by it"
+
+
 @pytest.mark.parametrize(("folder", "rank"), [(SINGLE, 0), (DDP, 0), (DDP, 1)])
 def test_every_host_node_is_accounted_for(folder: Path, rank: int) -> None:
     result = _convert(folder, rank)
