@@ -2,9 +2,12 @@
 
 What a converted ET holds, beyond the Chakra reserved attributes:
 
-- every node: ``host_id`` (the host-trace node it came from; GPU nodes have none);
-  compute nodes ``is_cpu_op``, and ``host_gap_us`` when idle CPU time before the op on its
-  thread was added to ``duration_micros``; GPU nodes ``stream``.
+- every node: ``host_id`` (the host-trace node it came from; GPU nodes and ``host_tail``
+  have none); compute nodes ``is_cpu_op``, and ``host_gap_us`` when idle CPU time before the
+  op on its thread was added to ``duration_micros`` (``host_gap_after_us``: time after it,
+  before a collective or the end of the step); GPU nodes ``stream``. A step that ends
+  waiting for a collective ends with a ``host_tail`` compute node: the time from the
+  collective's end to the step's.
 - communication nodes: ``comm_type``, ``comm_size`` (bytes of the per-rank buffer, as
   ASTRA-sim reads it), ``pg_name``; send/recv also ``comm_src``, ``comm_dst`` (global ranks)
   and ``comm_tag``.

@@ -49,8 +49,9 @@ class BuildOptions:
     overhead, not waiting on another thread) to the op's ``duration_micros``; the share is
     kept in the ``host_gap_us`` attribute. Before a collective, and after the profiled step's
     last op on the thread that marks steps, the time goes to the compute op before it
-    (``host_gap_after_us``). ``known_sequences``: collectives other ranks issued
-    on each group, which tell gloo worker threads apart (see ``_gloo_threads``).
+    (``host_gap_after_us``), or to a ``host_tail`` node when the step ends on a collective.
+    ``known_sequences``: collectives other ranks issued on each group, which tell gloo worker
+    threads apart (see ``_gloo_threads``).
     """
 
     host_gaps: bool = True
@@ -232,11 +233,13 @@ def build_graph(
                 # comes after the op that launched it.
                 gpu.order_key = (launcher.order_key[0], gpu.order_key[1], gpu.order_key[2])
             nodes.append(gpu)
+    if options.host_gaps and kineto is not None and kineto.profiler_steps and link is not None:
+        tail = _step_edges(nodes, kineto.profiler_steps[-1])
+        if tail is not None:
+            nodes.append(tail)
     nodes.sort(key=lambda n: n.order_key)
     graph = ETGraph(new_metadata(options.schema_version))
     _wire(nodes, node_of_unit, options)
-    if options.host_gaps and kineto is not None and kineto.profiler_steps:
-        _fold_step_edges(nodes, kineto.profiler_steps[-1])
     finish_us: list[int] = []
     for et_id, node in enumerate(nodes):
         duration_us = max(0, round(node.duration_us))
@@ -535,9 +538,13 @@ def _add_host_gap(node: _Node, gap_us: float, attr: str) -> None:
     node.attrs[attr] = node.attrs.get(attr, 0) + round(gap_us)
 
 
-def _fold_step_edges(nodes: list[_Node], step: KinetoEvent) -> None:
-    """Fold the profiled step's CPU time before its first op and after its last one, on the
-    thread that marks the steps, into those ops (Python work the step's time includes)."""
+def _step_edges(nodes: list[_Node], step: KinetoEvent) -> _Node | None:
+    """Keep the profiled step's CPU time before its first op and after its last one on the
+    thread that marks the steps (Python work the step's time includes).
+
+    The lead-in goes to the first op; the tail to the last one when it is a compute op, else
+    (the step ends waiting for a collective) to a ``host_tail`` node returned to be added.
+    """
     thread: ThreadKey = ("kineto", step.tid)
     mine = [
         n
@@ -548,7 +555,7 @@ def _fold_step_edges(nodes: list[_Node], step: KinetoEvent) -> None:
         and step.ts_us <= n.start_us <= step.end_us
     ]
     if not mine:
-        return
+        return None
     # A collective whose backend ran on a worker thread ends with it, off the chain: it
     # still bounds what the thread did.
     first = min(mine, key=lambda n: n.start_us or 0.0)
@@ -556,8 +563,24 @@ def _fold_step_edges(nodes: list[_Node], step: KinetoEvent) -> None:
     assert first.start_us is not None and last.end_us is not None
     if _is_host_comp(first) and first.start_us > step.ts_us:
         _add_host_gap(first, first.start_us - step.ts_us, "host_gap_us")
-    if _is_host_comp(last) and step.end_us > last.end_us:
-        _add_host_gap(last, step.end_us - last.end_us, "host_gap_after_us")
+    tail_us = step.end_us - last.end_us
+    if tail_us <= 0:
+        return None
+    if _is_host_comp(last):
+        _add_host_gap(last, tail_us, "host_gap_after_us")
+        return None
+    op = HostOp(-1, "host_tail", -1, tid=last.unit.op.tid if last.unit is not None else 0)
+    return _Node(
+        Unit(op, "comp", members=[]),
+        "host_tail",
+        _COMP_NODE,
+        last.end_us,
+        step.end_us,
+        tail_us,
+        thread,
+        (last.end_us, 2**62, 2**62),
+        {"is_cpu_op": True, "host_gap_us": round(tail_us)},
+    )
 
 
 def _waited_on(

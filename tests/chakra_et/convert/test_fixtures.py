@@ -124,6 +124,16 @@ def test_the_steps_python_before_its_first_op_and_after_its_last_is_kept() -> No
     assert edges, "the tail after the last op is carried by it"
 
 
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_step_ending_on_a_collective_keeps_its_tail(rank: int) -> None:
+    """The DDP step ends waiting for a collective: the time from its end to the step's end
+    is a ``host_tail`` node after it, so the replay covers the measured step."""
+    graph = _convert(DDP, rank).graph
+    tails = [n for n in graph if n.name == "host_tail"]
+    assert len(tails) == 1 and tails[0].duration_micros > 0
+    assert tails[0].id == max(n.id for n in graph if n.type == NodeType.COMP_NODE)
+
+
 @pytest.mark.parametrize(("folder", "rank"), [(SINGLE, 0), (DDP, 0), (DDP, 1)])
 def test_every_host_node_is_accounted_for(folder: Path, rank: int) -> None:
     result = _convert(folder, rank)
