@@ -162,9 +162,8 @@ def layer_cost(model: ModelSpec, plan: ParallelPlan, moe: bool) -> LayerCost:
     h = model.hidden_size
     sp_div = tp if plan.sequence_parallel else 1
     ops: list[OpCost] = []
-    # Norms, residual adds and dropouts: about 8 reads/writes of a (t x h) tensor per block.
-    vector_bytes = 8 * ACT_BYTES * t * h // sp_div
-    ops.append(OpCost("attn_norm", "vector", 0, vector_bytes // 2))
+    norm, residual = _block_elementwise(model, t * h // sp_div)
+    ops.append(replace(norm, name="attn_norm"))
     for proj in model.attention_projections():
         if proj.name == "o":
             continue
@@ -173,7 +172,8 @@ def layer_cost(model: ModelSpec, plan: ParallelPlan, moe: bool) -> LayerCost:
     ops.extend(_attention_ops(model, plan))
     o = next(p for p in model.attention_projections() if p.name == "o")
     ops.append(_gemm("o", t, o.in_features // tp, o.out_features))
-    ops.append(OpCost("mlp_norm", "vector", 0, vector_bytes // 2))
+    ops.append(replace(residual, name="bias_dropout_add_1"))
+    ops.append(replace(norm, name="mlp_norm"))
     if moe:
         ops.append(_gemm("router", t, h, model.num_experts))
         local_experts = model.num_experts // plan.ep
@@ -208,9 +208,27 @@ def layer_cost(model: ModelSpec, plan: ParallelPlan, moe: bool) -> LayerCost:
             ops.append(_gemm(proj.name, t, k_in, n_out))
             if proj.name == "fc1":
                 ops.append(OpCost("mlp_act", "vector", 0, 3 * ACT_BYTES * t * f // tp))
+    ops.append(replace(residual, name="bias_dropout_add_2"))
     if plan.overlap_tp_comm and tp > 1:
         ops = [_overlap_chunks(op, tp) for op in ops]
     return LayerCost(tuple(ops))
+
+
+def _block_elementwise(model: ModelSpec, elements: int) -> tuple[OpCost, OpCost]:
+    """The norm before a block and the fused bias-dropout-add after it, over ``elements``.
+
+    The norm reads its input and writes its output; its backward reads the input and the
+    output gradient and writes the input gradient (1.5x). The residual add reads the block's
+    output and the residual and writes the sum, plus a 1-byte mask with dropout; its
+    backward passes the gradient through the mask (read it and the gradient, write one) or,
+    without dropout, only reads it for the bias gradient.
+    """
+    norm = OpCost("norm", "vector", 0, 2 * ACT_BYTES * elements, bwd_bytes_factor=1.5)
+    mask = 1 if model.dropout else 0
+    fwd = (3 * ACT_BYTES + mask) * elements
+    bwd = (2 * ACT_BYTES + mask) * elements if model.dropout else ACT_BYTES * elements
+    add = OpCost("bias_dropout_add", "vector", 0, fwd, bwd_bytes_factor=bwd / fwd)
+    return norm, add
 
 
 #: Transformer Engine's default TP-overlap methods (``initialize_ub``): the all-gather before

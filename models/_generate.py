@@ -242,7 +242,9 @@ class _RankProgram:
                         prev,
                         {**rattrs, **_op_roofline(op, "fwd")},
                     )
-        last = ops[-1].name
+        # The TP reduction follows the attention output projection and the MLP's last GEMM,
+        # before the residual add.
+        last = ops[-2].name if ops[-1].name.startswith("bias_dropout_add") else ops[-1].name
         if phase == "bwd":
             ops = tuple(reversed(ops))
         for op in ops:
