@@ -131,3 +131,20 @@ def test_flash_attention_backward_recomputes_the_scores() -> None:
     ((_, bwd_run, _, _),) = core.kernels("bwd")
     assert bwd_run == 2.5 * core.fwd_flops
     assert core.bwd_flops == 2 * core.fwd_flops
+
+
+def test_block_elementwise_kernels_and_sequence_parallel_split() -> None:
+    """Norm 4 B/element forward, 6 backward; bias-dropout-add 7 forward, 5 backward (2 bytes
+    per activation, a 1-byte mask); sequence parallelism splits them over the TP group."""
+    plan = ParallelPlan(tp=4)
+    ops = {op.name: op for op in layer_cost(GPT, plan, False).ops}
+    elements = GPT.seq_len * GPT.hidden_size
+    assert (ops["attn_norm"].fwd_bytes, ops["attn_norm"].bwd_bytes) == (4 * elements, 6 * elements)
+    add = ops["bias_dropout_add_2"]
+    assert (add.fwd_bytes, add.bwd_bytes) == (7 * elements, 5 * elements)
+    sp = {
+        op.name: op
+        for op in layer_cost(GPT, plan.model_copy(update={"sequence_parallel": True}), False).ops
+    }
+    assert sp["mlp_norm"].fwd_bytes * 4 == ops["mlp_norm"].fwd_bytes
+    assert sp["bias_dropout_add_1"].fwd_bytes * 4 == ops["bias_dropout_add_1"].fwd_bytes
