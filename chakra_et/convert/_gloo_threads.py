@@ -21,7 +21,7 @@ One fitting assignment is certain; several are reported (the widest thread-id ga
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from chakra_et.convert._collectives import comm_size_bytes
 from chakra_et.convert._link import HostKinetoLink
@@ -70,8 +70,7 @@ def _group_size_shown(unit: Unit) -> int | None:
         return None
     if spec.comm_type not in (CollectiveCommType.ALL_GATHER, CollectiveCommType.REDUCE_SCATTER):
         return None
-    out_spec = type(spec)(spec.kind, spec.comm_type, 0, spec.family)
-    out_bytes = comm_size_bytes(unit.op, out_spec)
+    out_bytes = comm_size_bytes(unit.op, replace(spec, size_arg=0))  # argument 0: the output
     in_bytes = comm_size_bytes(unit.op, spec)
     big, small = (
         (out_bytes, in_bytes)
