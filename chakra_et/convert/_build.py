@@ -495,7 +495,9 @@ def _wire(nodes: list[_Node], node_of_unit: dict[int, _Node], options: BuildOpti
                 producer = comm_storage.get(storage)
                 if producer is not None and unit.kind == "comp":
                     deps.append(producer.et_id)
-        if node.start_us is not None and node.in_chain:
+        # A collective whose backend runs on a worker thread is off the chain, but its issue
+        # is on this thread: the idle time before it counts the same way.
+        if node.start_us is not None and (node.in_chain or unit.kind == "comm"):
             gap_start = prev.end_us if prev is not None and prev.end_us is not None else None
             waited = _waited_on(nodes, ends, thread, gap_start, node.start_us)
             if waited is not None:
