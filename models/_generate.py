@@ -21,7 +21,9 @@ Every node carries ``is_cpu_op = false`` (ASTRA-sim reads it) and only ``data_de
   ``cp``, ``dp_cp``, ``ep``, ``edp``). Collectives over a group of one rank are left out.
 * ``COMM_SEND_NODE`` / ``COMM_RECV_NODE`` between pipeline stages with ``comm_src``,
   ``comm_dst``, ``comm_size`` and ``comm_tag``; the tag is the same on both ends:
-  ``1 + (direction * micro_batches + micro_batch) * chunks + chunk_of_receiver``.
+  ``1 + (direction * micro_batches + micro_batch) * chunks + chunk_of_receiver``. With TP, a
+  send carries 1/tp of the activation: the shard sequence parallelism holds, or, without it,
+  Megatron's scatter/gather (``pipeline_scatter_gather``), whose receiver all-gathers it.
 
 ``GlobalMetadata`` attributes: ``generator`` ("trainsim.models"), ``model`` and ``plan`` (JSON
 of the ModelSpec and ParallelPlan), ``rank``, ``stage``, ``rank_class`` ("stage<i>"),
@@ -115,7 +117,12 @@ class _RankProgram:
         self.chunks: tuple[range, ...] = stage_layer_ranges(model, plan)[self.stage]
         self.tokens = plan.micro_batch_size * model.seq_len // plan.cp
         self.act_bytes = ACT_BYTES * self.tokens * model.hidden_size
-        if plan.sequence_parallel:
+        # Stages exchange 1/tp of each activation: sequence parallelism holds only a shard,
+        # and Megatron's scatter/gather sends one and all-gathers it on arrival.
+        self.gather_received = (
+            plan.pipeline_scatter_gather and not plan.sequence_parallel and plan.tp > 1
+        )
+        if plan.sequence_parallel or self.gather_received:
             self.act_bytes //= plan.tp
         self.dense_cost = layer_cost(model, plan, False)
         self.moe_cost = layer_cost(model, plan, True) if model.is_moe else None
@@ -307,6 +314,9 @@ class _RankProgram:
                     f"recv.{phase}.mb{mb}.c{chunk}", False, peer, self.act_bytes, tag, prev
                 )
                 prev = recv  # the receive itself follows ``prev``
+                if self.gather_received:
+                    name = f"recv.{phase}.mb{mb}.c{chunk}.tp_ag"
+                    prev = b.coll(name, "tp", _AG, self.act_bytes, [prev])
             if fwd:
                 if gchunk == 0:
                     size = embedding_cost(self.model, plan).fwd_bytes

@@ -66,6 +66,11 @@ class ParallelPlan(BaseModel):
         description="weight-gradient GEMMs accumulate into the fp32 main gradients; otherwise "
         "a separate pass adds each micro-batch's gradients (12 bytes per weight)",
     )
+    pipeline_scatter_gather: bool = Field(
+        True,
+        description="without sequence parallelism, each TP rank sends 1/tp of an activation "
+        "to the next stage, which all-gathers it over NVLink (Megatron-LM's scatter/gather)",
+    )
     dtype: Literal["bf16", "fp16", "fp8"] = Field("bf16", description="compute dtype")
 
     @model_validator(mode="after")

@@ -382,3 +382,21 @@ def test_device_durations_bound_published_step_times() -> None:
         assert 0.5 < ratio < 1.0, (row["model"], row["recompute"], ratio)
     plain = generate_rank_classes(DENSE, PLAN_3D)
     assert all(n.duration_micros == 0 for g in plain.values() for n in g)
+
+
+@pytest.mark.parametrize("scatter_gather", [True, False])
+def test_pipeline_scatter_gather_sends_a_tp_shard(scatter_gather: bool) -> None:
+    """Without sequence parallelism Megatron sends 1/tp of each activation between stages and
+    all-gathers it over the TP group on arrival."""
+    plan = PLAN_3D.model_copy(update={"pipeline_scatter_gather": scatter_gather})
+    graph = generate_rank(DENSE, plan, plan.tp * plan.dp)  # a rank of stage 1
+    full = 2 * DENSE.seq_len * DENSE.hidden_size
+    recvs = [n for n in graph.node_list if n.type == NodeType.COMM_RECV_NODE]
+    assert recvs
+    sizes = {attrs_dict(n)["comm_size"] for n in recvs}
+    assert sizes == {full // plan.tp if scatter_gather else full}
+    gathers = [n for n in graph.node_list if n.name.startswith("recv.") and "tp_ag" in n.name]
+    assert len(gathers) == (len(recvs) if scatter_gather else 0)
+    by_id = {n.id: n for n in graph.node_list}
+    for gather in gathers:
+        assert any(by_id[d].type == NodeType.COMM_RECV_NODE for d in gather.data_deps)
