@@ -58,6 +58,11 @@ def add_workload_flags(parser: argparse.ArgumentParser) -> None:
         "--no-overlap-grad-reduce", action="store_true", help="reduce gradients after backward"
     )
     parser.add_argument("--tp-comm-overlap", action="store_true", help="overlap TP comms")
+    parser.add_argument(
+        "--no-pipeline-scatter-gather",
+        action="store_true",
+        help="send whole activations between stages (not Megatron's 1/tp plus all-gather)",
+    )
 
 
 def workload_from_args(args: argparse.Namespace) -> tuple[models.ModelSpec, models.ParallelPlan]:
@@ -85,6 +90,7 @@ def workload_from_args(args: argparse.Namespace) -> tuple[models.ModelSpec, mode
         "last_stage_layers": args.last_stage_layers,
         "overlap_grad_reduce": not args.no_overlap_grad_reduce,
         "overlap_tp_comm": args.tp_comm_overlap,
+        "pipeline_scatter_gather": not args.no_pipeline_scatter_gather,
     }
     if args.gpus is not None:
         if args.dp is not None and args.dp * args.tp * args.pp * args.cp != args.gpus:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from chakra_et import load, validate
+from chakra_et import get_attr, load, validate
 from studies.cli import main
 
 
@@ -71,3 +71,23 @@ def test_errors_are_one_line(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("flag", [[], ["--no-pipeline-scatter-gather"]])
+def test_generate_pipeline_scatter_gather_flag(
+    flag: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Stages exchange 1/tp of each activation (Megatron's scatter/gather) unless told not to."""
+    out = tmp_path / "et"
+    argv = ["generate", "--model", "gpt-1.7b", "--gpus", "8", "--tp", "4", "--pp", "2"]
+    argv += ["--global-batch", "4", "--seq", "512", "-o", str(out), "--json", *flag]
+    assert main(argv) == 0
+    payload = json.loads(capsys.readouterr().out)
+    stage1 = load(payload["files"][1])
+    sizes = {
+        get_attr(n, "comm_size")
+        for n in stage1
+        if n.name.startswith("recv.") and not n.name.endswith("tp_ag")
+    }
+    full = 2 * 512 * 2304  # one sequence's activation, 16-bit
+    assert sizes == {full if flag else full // 4}
