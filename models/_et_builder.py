@@ -73,11 +73,21 @@ class ETBuilder:
         self.overlap_tp = plan.overlap_tp_comm
         self._tp_new: list[int] = []
         self._tp_due: list[int] = []
+        self._next_waits: list[int] = []  # nodes the next compute node waits for
+
+    def wait_before_next_compute(self, ids: Sequence[int]) -> None:
+        """Make the next compute node also wait for ``ids`` (e.g. a blocking send)."""
+        self._next_waits.extend(i for i in ids if i >= 0)
 
     def drain_tp(self) -> list[int]:
         """TP collectives still outstanding (and forget them): what a sync point waits for."""
         out = self._tp_due + self._tp_new
         self._tp_due, self._tp_new = [], []
+        return out
+
+    def drain_waits(self) -> list[int]:
+        """What the next compute node would have waited for (and forget it)."""
+        out, self._next_waits = self._next_waits, []
         return out
 
     def _add(
@@ -116,8 +126,8 @@ class ETBuilder:
             "stream": "compute",
             **attrs,
         }
-        due = self._tp_due
-        self._tp_due, self._tp_new = self._tp_new, []
+        due = self._tp_due + self._next_waits
+        self._tp_due, self._tp_new, self._next_waits = self._tp_new, [], []
         duration = 0
         if self.device is not None:
             shape = attrs.get("gemm_shape")

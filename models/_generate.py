@@ -39,7 +39,9 @@ collective sits on that chain (blocking, as without ``overlap_tp_comm``) or, wit
 gradient collectives hang off the backward node of their layer in the last micro-batch (with
 ``overlap_grad_reduce``; otherwise after the whole backward) and the optimizer waits for all of
 them; ZeRO-3 gathers each layer's weights before its forward and backward and reduce-scatters
-its gradients after every micro-batch. A receive follows the previous compute node.
+its gradients after every micro-batch. A receive follows the previous compute node; with
+``blocking_p2p`` (Megatron's 1F1B exchanges) the next compute node waits for the stage's sends
+too, and the optimizer for the last ones.
 
 Approximations: context parallelism is an all-gather of keys and values per layer forward and
 a reduce-scatter of their gradients backward (Megatron overlaps a ring of send/receives);
@@ -327,7 +329,11 @@ class _RankProgram:
                     prev = self._logits("fwd", mb, prev, attrs)
                 else:
                     tag = 1 + mb * v + (gchunk + 1) // p
-                    b.p2p(f"send.fwd.mb{mb}.c{chunk}", True, next_stage, self.act_bytes, tag, prev)
+                    send = b.p2p(
+                        f"send.fwd.mb{mb}.c{chunk}", True, next_stage, self.act_bytes, tag, prev
+                    )
+                    if plan.blocking_p2p:
+                        b.wait_before_next_compute([send])
             else:
                 if gchunk == last_chunk:
                     prev = self._logits("bwd", mb, prev, attrs)
@@ -345,7 +351,11 @@ class _RankProgram:
                         self._grad_sync("embedding", prev, mb)
                 else:
                     tag = 1 + (m + mb) * v + (gchunk - 1) // p
-                    b.p2p(f"send.bwd.mb{mb}.c{chunk}", True, prev_stage, self.act_bytes, tag, prev)
+                    send = b.p2p(
+                        f"send.bwd.mb{mb}.c{chunk}", True, prev_stage, self.act_bytes, tag, prev
+                    )
+                    if plan.blocking_p2p:
+                        b.wait_before_next_compute([send])
         self._optimizer(prev)
 
     def _logits(self, phase: str, mb: int, prev: int, attrs: dict[str, object]) -> int:
@@ -415,7 +425,8 @@ class _RankProgram:
             "phase": "optimizer",
             "layer": -1,
         }
-        nid = b._add("optimizer", COMP, attrs, (tail, *self.pending, *b.drain_tp()))
+        deps = (tail, *self.pending, *b.drain_tp(), *b.drain_waits())
+        nid = b._add("optimizer", COMP, attrs, deps)
         if plan.optimizer_sharded and plan.zero_stage < 3:
             for kind, count, group in (
                 ("dp_cp", dense, plan.dp * plan.cp),

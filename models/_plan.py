@@ -71,6 +71,11 @@ class ParallelPlan(BaseModel):
         description="without sequence parallelism, each TP rank sends 1/tp of an activation "
         "to the next stage, which all-gathers it over NVLink (Megatron-LM's scatter/gather)",
     )
+    blocking_p2p: bool = Field(
+        True,
+        description="a pipeline stage waits for its sends as well as its receives before "
+        "computing on (Megatron's 1F1B exchanges); otherwise sends overlap the next compute",
+    )
     dtype: Literal["bf16", "fp16", "fp8"] = Field("bf16", description="compute dtype")
 
     @model_validator(mode="after")

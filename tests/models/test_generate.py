@@ -400,3 +400,18 @@ def test_pipeline_scatter_gather_sends_a_tp_shard(scatter_gather: bool) -> None:
     by_id = {n.id: n for n in graph.node_list}
     for gather in gathers:
         assert any(by_id[d].type == NodeType.COMM_RECV_NODE for d in gather.data_deps)
+
+
+@pytest.mark.parametrize("blocking", [True, False])
+def test_blocking_p2p_makes_the_next_compute_wait_for_the_send(blocking: bool) -> None:
+    """Megatron's 1F1B exchanges finish before the stage computes on; without blocking, a
+    send overlaps whatever the stage does next."""
+    plan = PLAN_3D.model_copy(update={"blocking_p2p": blocking})
+    graph = generate_rank(DENSE, plan, 0)  # stage 0 sends activations forward
+    nodes = graph.node_list
+    sends = [n.id for n in nodes if n.type == NodeType.COMM_SEND_NODE]
+    assert sends
+    waited = {d for n in nodes if n.type == NodeType.COMP_NODE for d in n.data_deps}
+    assert (set(sends) <= waited) == blocking
+    if not blocking:
+        assert not set(sends) & waited
