@@ -221,12 +221,15 @@ def _block_elementwise(model: ModelSpec, elements: int) -> tuple[OpCost, OpCost]
     output gradient and writes the input gradient (1.5x). The residual add reads the block's
     output and the residual and writes the sum, plus a 1-byte mask with dropout; its
     backward passes the gradient through the mask (read it and the gradient, write one) or,
-    without dropout, only reads it for the bias gradient.
+    without dropout, only reads the gradient for the bias gradient (nothing without a bias).
     """
     norm = OpCost("norm", "vector", 0, 2 * ACT_BYTES * elements, bwd_bytes_factor=1.5)
     mask = 1 if model.dropout else 0
     fwd = (3 * ACT_BYTES + mask) * elements
-    bwd = (2 * ACT_BYTES + mask) * elements if model.dropout else ACT_BYTES * elements
+    if model.dropout:
+        bwd = (2 * ACT_BYTES + mask) * elements
+    else:
+        bwd = ACT_BYTES * elements if model.bias else 0
     add = OpCost("bias_dropout_add", "vector", 0, fwd, bwd_bytes_factor=bwd / fwd)
     return norm, add
 
