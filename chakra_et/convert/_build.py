@@ -532,10 +532,12 @@ def _wire(nodes: list[_Node], node_of_unit: dict[int, _Node], options: BuildOpti
 
 
 def _is_host_comp(node: _Node) -> bool:
+    """Whether a node is a host compute op on its thread's chain (it can carry idle time)."""
     return node.unit is not None and node.unit.kind == "comp" and node.in_chain
 
 
 def _add_host_gap(node: _Node, gap_us: float, attr: str) -> None:
+    """Add idle CPU time to a node's duration and record it under ``attr``."""
     node.duration_us += gap_us
     node.attrs[attr] = node.attrs.get(attr, 0) + round(gap_us)
 
