@@ -14,7 +14,8 @@ from typing import Any
 
 from chakra_et._attrs import RESERVED_ATTR_KINDS, make_attr
 from chakra_et._graph import ETGraph, new_metadata
-from chakra_et.convert._collectives import comm_size_bytes, compatible, p2p_peer_and_tag
+from chakra_et.convert._backend_spans import worker_thread
+from chakra_et.convert._collectives import comm_size_bytes, p2p_peer_and_tag
 from chakra_et.convert._gloo_threads import GroupSequences, infer_thread_groups
 from chakra_et.convert._host_et import HostOp, iter_tensors
 from chakra_et.convert._kineto import KinetoEvent, KinetoTrace
@@ -24,7 +25,7 @@ from chakra_et.convert._report import ConversionReport
 from chakra_et.convert._units import Unit
 from chakra_et.schema import CollectiveCommType, Node, NodeType
 
-__all__ = ["BuildOptions", "absorb_worker_ops", "build_graph", "pair_backend_ops"]
+__all__ = ["BuildOptions", "build_graph"]
 
 ThreadKey = tuple[str, int | str]
 _WAIT_LOOKBACK = 8
@@ -79,94 +80,6 @@ class _Node:
     deps: list[int] = field(default_factory=list)
 
 
-def pair_backend_ops(
-    units: list[Unit], unit_of: dict[int, Unit], backend_ops: list[HostOp], by_id: dict[int, HostOp]
-) -> list[HostOp]:
-    """Attach each backend span (``gloo:*``) to the c10d op it executes; return the unpaired.
-
-    A span nested under its c10d op (NCCL) pairs with it. gloo records its spans from worker
-    threads, which the host trace files under whatever op the main thread was in: those pair
-    first-in first-out, by record-function id, with the earliest compatible c10d op.
-    """
-    comm_units = sorted((u for u in units if u.kind == "comm"), key=lambda u: u.op.rf_id)
-    taken: set[int] = set()
-    unpaired: list[HostOp] = []
-    loose: list[HostOp] = []
-    for op in {op.id: op for op in backend_ops}.values():
-        cursor, owner = by_id.get(op.parent), None
-        for _ in range(4):
-            if cursor is None:
-                break
-            candidate = unit_of.get(cursor.id)
-            if candidate is not None and candidate.kind == "comm" and candidate.op is cursor:
-                owner = candidate
-                break
-            cursor = by_id.get(cursor.parent) if cursor.parent != cursor.id else None
-        if owner is not None and owner.spec is not None and compatible(owner.spec, op.name):
-            owner.backend.append(op)
-            taken.add(id(owner))
-        else:
-            loose.append(op)
-    head = 0  # every comm unit before ``head`` is taken: scans start there
-    for op in sorted(loose, key=lambda o: o.rf_id):
-        match = None
-        while head < len(comm_units) and id(comm_units[head]) in taken:
-            head += 1
-        for position in range(head, len(comm_units)):
-            unit = comm_units[position]
-            if unit.op.rf_id > op.rf_id:
-                break
-            if id(unit) in taken or unit.spec is None or not compatible(unit.spec, op.name):
-                continue
-            match = unit
-            break
-        if match is None:
-            unpaired.append(op)
-        else:
-            match.backend.append(op)
-            taken.add(id(match))
-    return unpaired
-
-
-def absorb_worker_ops(units: list[Unit], link: HostKinetoLink) -> tuple[list[Unit], int]:
-    """Fold ops that ran inside a collective's backend span on its worker thread into it.
-
-    gloo copies results (``aten::select``/``aten::copy_``) on the worker thread while it
-    executes a collective: that time is part of the collective, not work of its own, and the
-    worker's idle time before it is waiting for work, not CPU overhead. Returns the units left
-    and how many were folded.
-    """
-    spans_by_tid: dict[int | str, list[tuple[float, float, Unit]]] = {}
-    for unit in units:
-        if unit.kind != "comm":
-            continue
-        issue = link.span_of.get(unit.op.id)
-        for op in unit.backend:
-            span = link.span_of.get(op.id)
-            if span is not None and (issue is None or span.tid != issue.tid):
-                spans_by_tid.setdefault(span.tid, []).append((span.ts_us, span.end_us, unit))
-    if not spans_by_tid:
-        return units, 0
-    starts_by_tid = {}
-    for tid, tid_spans in spans_by_tid.items():
-        tid_spans.sort(key=lambda s: s[0])
-        starts_by_tid[tid] = [s[0] for s in tid_spans]
-    kept: list[Unit] = []
-    folded = 0
-    for unit in units:
-        span = link.span_of.get(unit.op.id) if unit.kind == "comp" else None
-        spans = spans_by_tid.get(span.tid) if span is not None else None
-        if span is not None and spans is not None:
-            position = bisect.bisect_right(starts_by_tid[span.tid], span.ts_us) - 1
-            if position >= 0 and span.end_us <= spans[position][1]:
-                owner = spans[position][2]
-                owner.members.extend(unit.members)
-                folded += 1
-                continue
-        kept.append(unit)
-    return kept, folded
-
-
 def _pg_name(
     unit: Unit,
     groups: ProcessGroups,
@@ -187,10 +100,9 @@ def _pg_name(
                 if group is not None:
                     return group.name, "backend id"
     if link is not None:
-        for op in unit.backend:
-            span = link.span_of.get(op.id)
-            if span is not None and span.tid in thread_groups:
-                return thread_groups[span.tid], "gloo worker thread"
+        tid = worker_thread(unit, link)
+        if tid is not None and tid in thread_groups:
+            return thread_groups[tid], "gloo worker thread"
     default = groups.default
     return (default.name if default is not None else "0"), "default group"
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from chakra_et.convert._backend_spans import worker_thread
 from chakra_et.convert._collectives import comm_size_bytes
 from chakra_et.convert._link import HostKinetoLink
 from chakra_et.convert._process_groups import ProcessGroup, ProcessGroups
@@ -89,13 +90,7 @@ def _comm_ops(units: list[Unit], link: HostKinetoLink) -> list[_CommOp]:
         spec = unit.spec
         if unit.kind != "comm" or spec is None or spec.kind != "coll":
             continue
-        issue = link.span_of.get(unit.op.id)
-        thread: ThreadId | None = None
-        for op in unit.backend:
-            span = link.span_of.get(op.id)
-            if span is not None and issue is not None and span.tid != issue.tid:
-                thread = span.tid
-                break
+        thread = worker_thread(unit, link)
         ops.append(
             _CommOp(
                 CollectiveCommType.Name(spec.comm_type),

@@ -22,12 +22,8 @@ from chakra_et._attrs import set_attr
 from chakra_et._graph import ETGraph, node_type_name
 from chakra_et._io import save
 from chakra_et._validate import validate
-from chakra_et.convert._build import (
-    BuildOptions,
-    absorb_worker_ops,
-    build_graph,
-    pair_backend_ops,
-)
+from chakra_et.convert._backend_spans import absorb_worker_ops, pair_backend_ops
+from chakra_et.convert._build import BuildOptions, build_graph
 from chakra_et.convert._errors import ConversionWarning, TraceConversionError
 from chakra_et.convert._gloo_threads import GroupSequences, collective_sequences
 from chakra_et.convert._host_et import HostTrace, load_host_trace
