@@ -195,44 +195,43 @@ class TrainingForecast:
 
     def plot_cdf(self, path: str | Path | None = None) -> Any:
         """The CDF of the wall time in days (saved to ``path`` when given); the figure."""
-        import matplotlib
-
-        if path is not None:
-            matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        fig, ax = _new_figure(path)
         days = np.sort(self.wall_s) / _DAY_S
-        fig, ax = plt.subplots(figsize=(6, 4))
         ax.plot(days, np.arange(1, days.size + 1) / days.size)
         for q in _QUANTILES:
             ax.axvline(self.quantile_days(q), ls=":", lw=1, color="gray")
-        ax.set_xlabel("time to train (days)")
-        ax.set_ylabel("P(done by then)")
-        ax.set_title(self.label)
-        fig.tight_layout()
-        if path is not None:
-            fig.savefig(path)
-            plt.close(fig)
-        return fig
+        return _finish_figure(fig, ax, "P(done by then)", self.label, path)
 
     def plot_histogram(self, path: str | Path | None = None, bins: int = 60) -> Any:
         """A histogram of the wall time in days (saved to ``path`` when given); the figure."""
-        import matplotlib
-
-        if path is not None:
-            matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, ax = _new_figure(path)
         ax.hist(self.wall_s / _DAY_S, bins=bins)
-        ax.set_xlabel("time to train (days)")
-        ax.set_ylabel("samples")
-        ax.set_title(self.label)
-        fig.tight_layout()
-        if path is not None:
-            fig.savefig(path)
-            plt.close(fig)
-        return fig
+        return _finish_figure(fig, ax, "samples", self.label, path)
+
+
+def _new_figure(path: str | Path | None) -> tuple[Any, Any]:
+    """A figure and axes; off-screen (Agg) when it is to be saved to ``path``."""
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(6, 4))
+
+
+def _finish_figure(fig: Any, ax: Any, ylabel: str, title: str, path: str | Path | None) -> Any:
+    """Label a wall-time figure, save and close it when ``path`` is given; the figure."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel("time to train (days)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path)
+        plt.close(fig)
+    return fig
 
 
 def _run_steps(
