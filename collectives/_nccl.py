@@ -11,7 +11,8 @@ its bandwidth:
 * bandwidth: hierarchical, as NCCL's multi-node algorithms run: the collective moves
   ``2(n_d-1)/n_d`` (all-reduce) or ``(n_d-1)/n_d`` of what is left of the buffer in dimension
   ``d``, in parallel with the other dimensions, so the slowest dimension bounds the algorithm
-  bandwidth; a dimension reaches its efficiency (``NcclParams``) of its link bandwidth.
+  bandwidth; a dimension reaches its efficiency (``NcclParams``) of its link bandwidth. A
+  send/recv, broadcast or reduce moves its whole buffer over every dimension it crosses.
 
 The figures come from ``NcclParams``: ``request.system.nccl`` when the system states them (a
 cluster whose network differs from InfiniBand), NCCL's defaults otherwise.
@@ -40,6 +41,10 @@ def _ring_steps(op: CollectiveOp, n: int) -> int:
     return n - 1
 
 
+#: Operations whose whole buffer crosses each dimension (nothing is split among the ranks).
+_WHOLE_BUFFER = frozenset((CollectiveOp.SEND_RECV, CollectiveOp.BROADCAST, CollectiveOp.REDUCE))
+
+
 def _peak_algbw(
     op: CollectiveOp, n: int, placement: Placement, topology: Topology, params: NcclParams
 ) -> float:
@@ -53,6 +58,9 @@ def _peak_algbw(
         size = dim.npus
         if op is CollectiveOp.ALL_REDUCE:
             moved = 2.0 * (size - 1) / size * remaining
+        elif op in _WHOLE_BUFFER:
+            # A message, or a pipelined broadcast/reduce chain, crosses every link whole.
+            moved = remaining
         else:
             moved = (size - 1) / size * remaining
         efficiency = params.scale_up_efficiency if index == 0 else params.scale_out_efficiency

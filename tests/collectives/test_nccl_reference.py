@@ -55,3 +55,14 @@ def test_system_figures_replace_the_defaults() -> None:
         "all_reduce", 2**20, range(16), TWO_NODES, model="nccl", system=SystemConfig(nccl=slow)
     )
     assert cost.time_us > base.time_us + 150.0
+
+
+@pytest.mark.parametrize("op", ["send_recv", "broadcast"])
+def test_a_whole_buffer_crosses_the_nic_at_no_more_than_its_bandwidth(op: str) -> None:
+    # A pipeline send between GPU 0 and GPU 8 (two nodes) goes through one 25 GB/s NIC; a
+    # two-rank broadcast the same. Nothing is split between the ranks, so 0.92 of 25 GB/s.
+    size = 2**30
+    cost = collective_cost(op, size, (0, 8), TWO_NODES, model="nccl")
+    assert size / cost.time_us / 1e3 == pytest.approx(0.92 * 25.0, rel=0.01)
+    inside = collective_cost(op, size, (0, 1), TWO_NODES, model="nccl")
+    assert size / inside.time_us / 1e3 == pytest.approx(0.78 * 450.0, rel=0.01)
