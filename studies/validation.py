@@ -14,7 +14,10 @@ per-row value:
   ``s x s`` scores in memory) for the 2019-2022 papers, which predate fused attention in
   Megatron-LM, and fused (flash) attention for the Megatron-Core rows; likewise the 2019-2021
   code added each micro-batch's weight gradients to the fp32 main gradients in a separate
-  pass (gradient-accumulation fusion came later in 2021);
+  pass (gradient-accumulation fusion came later in 2021), and the 2019-2022 code reduced the
+  data-parallel gradients after the whole backward pass (``train_step`` called
+  ``allreduce_gradients()`` once ``forward_backward`` returned; overlapping them with the
+  backward came with Megatron-Core's ``--overlap-grad-reduce`` in 2023);
 * Narayanan et al.'s FLOP count (Eq. 3, recomputation included) is our hardware FLOPs; the
   Megatron-Core rows' "model TFLOP/s" is our model FLOPs;
 * GPT models have learned positions, biases, dropout and tied embeddings (as in the papers);
@@ -70,6 +73,9 @@ _UNFUSED_ATTENTION = ("Narayanan", "Korthikanti", "NVIDIA ADLR")
 #: Sources whose Megatron-LM predates gradient-accumulation fusion (late 2021): every
 #: micro-batch's weight gradients were added to the fp32 main gradients in a separate pass.
 _UNFUSED_GRAD_ACCUMULATION = ("Narayanan", "NVIDIA ADLR")
+#: Sources whose Megatron-LM reduced data-parallel gradients after the backward pass, not
+#: during it (local DDP before Megatron-Core's ``--overlap-grad-reduce``).
+_GRAD_REDUCE_AFTER_BACKWARD = ("Narayanan", "Korthikanti", "NVIDIA ADLR")
 
 #: Columns the study reads from every row.
 _COLUMNS = frozenset(
@@ -248,6 +254,7 @@ def _plan(row: dict[str, str]) -> ParallelPlan:
         recompute=recompute,
         attention="unfused" if row["source"].startswith(_UNFUSED_ATTENTION) else "flash",
         grad_accumulation_fusion=not row["source"].startswith(_UNFUSED_GRAD_ACCUMULATION),
+        overlap_grad_reduce=not row["source"].startswith(_GRAD_REDUCE_AFTER_BACKWARD),
         # fp16 and bf16 share the tensor-core rate; fp16 adds loss scaling to the optimizer.
         dtype="fp16" if row["precision"].strip().startswith("fp16") else "bf16",
     )

@@ -78,3 +78,23 @@ def test_states_rows_count_the_layers_a_gpu_holds() -> None:
     for row in rows:
         predicted = _memory_metric(row["metric"], _model(row), _plan(row))
         assert predicted == pytest.approx(float(row["value"]), rel=1e-3), row["model"]
+
+
+def test_rows_reduce_gradients_as_their_megatron_did() -> None:
+    """Megatron-LM before Megatron-Core reduced data-parallel gradients after the backward
+    pass; the Megatron-Core rows state --overlap-grad-reduce. A Narayanan row with data
+    parallelism therefore exposes its all-reduce, and predicts a longer step."""
+    from engine import cluster_system, predict
+    from studies.validation import _device, _model, _plan
+
+    with open(PUBLISHED, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    narayanan = next(r for r in rows if r["source"].startswith("Narayanan") and r["dp"] == "32")
+    core = next(r for r in rows if "--overlap-grad-reduce" in r["notes"])
+    assert not _plan(narayanan).overlap_grad_reduce
+    assert _plan(core).overlap_grad_reduce
+    model, plan = _model(narayanan), _plan(narayanan)
+    system = cluster_system(_device(narayanan) or "", plan.num_gpus)
+    exposed = predict(model, plan, system)
+    overlapped = predict(model, plan.model_copy(update={"overlap_grad_reduce": True}), system)
+    assert exposed.step_time_s > overlapped.step_time_s
