@@ -176,7 +176,18 @@ class ETBuilder:
             return deps[-1]
         return nid
 
-    def p2p(self, name: str, send: bool, peer: int, size: int, tag: int, after: int) -> int:
+    def p2p(
+        self,
+        name: str,
+        send: bool,
+        peer: int,
+        size: int,
+        tag: int,
+        after: int,
+        extra_deps: Sequence[int] = (),
+    ) -> int:
+        """A send to or receive from ``peer`` after ``after`` (a send also after ``extra_deps``
+        and the outstanding TP collectives)."""
         src, dst = (self.rank, peer) if send else (peer, self.rank)
         attrs: dict[str, object] = {
             "comm_src": src,
@@ -187,7 +198,8 @@ class ETBuilder:
         }
         node_type = _SEND if send else _RECV
         if send:
-            return self._add(name, node_type, attrs, data_deps=(after, *self.drain_tp()))
+            deps = (after, *extra_deps, *self.drain_tp())
+            return self._add(name, node_type, attrs, data_deps=deps)
         # A receive is posted once the previous compute is done (ASTRA-sim's own pipeline
         # example does the same, as a data dependency: its feeder follows data_deps).
         return self._add(name, node_type, attrs, data_deps=(after,))

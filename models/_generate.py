@@ -41,13 +41,16 @@ gradient collectives hang off the backward node of their layer in the last micro
 them; ZeRO-3 gathers each layer's weights before its forward and backward and reduce-scatters
 its gradients after every micro-batch. A receive follows the previous compute node; with
 ``blocking_p2p`` (Megatron's 1F1B exchanges) the next compute node waits for the stage's sends
-too, and the optimizer for the last ones.
+too, and the optimizer for the last ones. With pipeline stages and tied embeddings, the first
+and last stage exchange their embedding gradients (``embedding.grad.send``/``recv``, the
+two-rank all-reduce Megatron-LM runs after the data-parallel reduction; tag ``2 m v + 1``)
+before their optimizer.
 
 Approximations: context parallelism is an all-gather of keys and values per layer forward and
 a reduce-scatter of their gradients backward (Megatron overlaps a ring of send/receives);
-expert parallelism is one all-to-all to dispatch and one to combine; tied-embedding gradient
-all-reduce between first and last stage, and the vocabulary-parallel loss reductions (a few
-bytes per token) are left out; gradients are reduced in fp32 (4 bytes per weight).
+expert parallelism is one all-to-all to dispatch and one to combine; the vocabulary-parallel
+loss reductions (a few bytes per token) are left out; gradients are reduced in fp32 (4 bytes
+per weight).
 """
 
 from __future__ import annotations
@@ -405,10 +408,31 @@ class _RankProgram:
             if nid != after:
                 self.pending.append(nid)
 
+    def _embedding_exchange(self, tail: int) -> list[int]:
+        """The tied word embedding's gradient all-reduce between the first and last stage.
+
+        Megatron-LM keeps the input embedding (first stage) and the output layer (last stage)
+        equal by all-reducing their fp32 gradients once the data-parallel reduction is done.
+        Between two ranks that is an exchange: each sends its whole gradient to the other,
+        what NCCL's two-rank ring moves per direction too.
+        """
+        b, plan, model = self.b, self.plan, self.model
+        last = plan.pp - 1
+        if not model.tied_embeddings or plan.pp == 1 or self.stage not in (0, last):
+            return []
+        c = b.coord
+        peer = b.layout.rank_of(tp=c.tp, cp=c.cp, dp=c.dp, pp=last - self.stage)
+        size = _GRAD_BYTES * model.vocab_size * model.hidden_size // plan.tp
+        tag = 2 * plan.num_micro_batches * plan.vpp + 1  # after every pipeline tag
+        send = b.p2p("embedding.grad.send", True, peer, size, tag, tail, self.pending)
+        recv = b.p2p("embedding.grad.recv", False, peer, size, tag, tail)
+        return [send, recv]
+
     def _optimizer(self, tail: int) -> None:
         b, plan = self.b, self.plan
         for block, mb in self.deferred:
             self._emit_grad_sync(block, tail, mb)
+        exchange = self._embedding_exchange(tail)
         dense, experts = local_params(self.model, plan, self.stage)
         updated = dense + experts
         if plan.optimizer_sharded:
@@ -425,7 +449,7 @@ class _RankProgram:
             "phase": "optimizer",
             "layer": -1,
         }
-        deps = (tail, *self.pending, *b.drain_tp(), *b.drain_waits())
+        deps = (tail, *self.pending, *exchange, *b.drain_tp(), *b.drain_waits())
         nid = b._add("optimizer", COMP, attrs, deps)
         if plan.optimizer_sharded and plan.zero_stage < 3:
             for kind, count, group in (

@@ -415,3 +415,33 @@ def test_blocking_p2p_makes_the_next_compute_wait_for_the_send(blocking: bool) -
     assert (set(sends) <= waited) == blocking
     if not blocking:
         assert not set(sends) & waited
+
+
+def test_first_and_last_stage_exchange_tied_embedding_gradients() -> None:
+    """With tied embeddings Megatron all-reduces the word-embedding gradient between the
+    first and last pipeline stage before the optimizer: a two-rank exchange of fp32 grads."""
+    tied = DENSE.model_copy(update={"tied_embeddings": True})
+    plan = ParallelPlan(tp=2, pp=4, dp=1, micro_batch_size=1, global_batch_size=8)
+    layout = RankLayout(plan)
+    size = 4 * tied.vocab_size * tied.hidden_size // plan.tp
+    seen: dict[tuple[int, int, int, int], list[str]] = defaultdict(list)
+    for stage in range(plan.pp):
+        rank = layout.rank_of(tp=1, pp=stage)
+        nodes = generate_rank(tied, plan, rank).node_list
+        exchange = [n for n in nodes if n.name.startswith("embedding.grad.")]
+        if stage in (1, 2):
+            assert not exchange
+            continue
+        peer = layout.rank_of(tp=1, pp=plan.pp - 1 - stage)
+        assert sorted(n.name for n in exchange) == ["embedding.grad.recv", "embedding.grad.send"]
+        for n in exchange:
+            a = attrs_dict(n)
+            assert a["comm_size"] == size and {a["comm_src"], a["comm_dst"]} == {rank, peer}
+            seen[(a["comm_src"], a["comm_dst"], a["comm_tag"], size)].append(n.name)
+        optimizer = next(n for n in nodes if n.name == "optimizer")
+        assert {n.id for n in exchange} <= set(optimizer.data_deps)
+    # every send meets its receive on the other stage
+    assert len(seen) == 2
+    assert all(sorted(v) == ["embedding.grad.recv", "embedding.grad.send"] for v in seen.values())
+    untied = generate_rank(DENSE, plan, 0).node_list
+    assert not [n for n in untied if n.name.startswith("embedding.grad.")]
