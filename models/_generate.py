@@ -19,6 +19,8 @@ Every node carries ``is_cpu_op = false`` (ASTRA-sim reads it) and only ``data_de
   the full buffer for all-reduce/reduce-scatter/all-to-all, the per-rank shard for all-gather),
   ``pg_name`` (the process-group id as a string) and ``stream``, the group kind (``tp``,
   ``cp``, ``dp_cp``, ``ep``, ``edp``). Collectives over a group of one rank are left out.
+  Both granularities issue the same collectives: one per attention or MLP block (each pays
+  its own start-up), and with full recomputation the backward repeats the forward's.
 * ``COMM_SEND_NODE`` / ``COMM_RECV_NODE`` between pipeline stages with ``comm_src``,
   ``comm_dst``, ``comm_size`` and ``comm_tag``; the tag is the same on both ends:
   ``1 + (direction * micro_batches + micro_batch) * chunks + chunk_of_receiver``. With TP, a
@@ -103,6 +105,11 @@ _RS = int(CollectiveCommType.REDUCE_SCATTER)
 _A2A = int(CollectiveCommType.ALL_TO_ALL)
 
 
+def _suffix(i: int) -> str:
+    """Name suffix of the i-th of several like collectives: none for the first, then .1, .2..."""
+    return f".{i}" if i else ""
+
+
 def _op_roofline(op: OpCost, phase: str) -> dict[str, object]:
     """``roofline_ops`` for a single-op node the plain roofline cannot cost: fused attention,
     or a GEMM run in chunks beside overlapped TP communication."""
@@ -156,19 +163,25 @@ class _RankProgram:
         return self.dense_cost
 
     def _tp_reduce(self, tag: str, prev: int, count: int) -> int:
-        """TP reduction of ``count`` block outputs: all-reduce, or reduce-scatter with SP."""
+        """TP reductions of ``count`` block outputs: all-reduces, or reduce-scatters with SP.
+
+        Each block's reduction is its own collective (its own start-up latency), one after
+        the other.
+        """
         b, plan = self.b, self.plan
-        full = count * self._tp_full()
-        if plan.sequence_parallel:
-            return b.coll(f"{tag}.tp_rs", "tp", _RS, full, [prev])
-        return b.coll(f"{tag}.tp_ar", "tp", _AR, full, [prev])
+        kind, op = ("tp_rs", _RS) if plan.sequence_parallel else ("tp_ar", _AR)
+        for i in range(count):
+            prev = b.coll(f"{tag}.{kind}{_suffix(i)}", "tp", op, self._tp_full(), [prev])
+        return prev
 
     def _tp_gather(self, tag: str, prev: int, count: int) -> int:
-        """TP all-gather of ``count`` sequence-parallel block inputs (only with SP)."""
+        """TP all-gathers of ``count`` sequence-parallel block inputs (only with SP)."""
         if not self.plan.sequence_parallel:
             return prev
-        shard = count * self._tp_full() // self.plan.tp
-        return self.b.coll(f"{tag}.tp_ag", "tp", _AG, shard, [prev])
+        shard = self._tp_full() // self.plan.tp
+        for i in range(count):
+            prev = self.b.coll(f"{tag}.tp_ag{_suffix(i)}", "tp", _AG, shard, [prev])
+        return prev
 
     def _cp_exchange(self, tag: str, phase: str, prev: int) -> int:
         if self.plan.cp == 1:
@@ -229,13 +242,20 @@ class _RankProgram:
             size = cost.bwd_bytes + cost.recompute_bytes(plan.recompute)
             size += self._grad_accum_bytes(layer)
             extra["recompute_ops"] = rflops
-        # Full recomputation repeats the forward's two TP exchanges in the backward.
-        count = 4 if phase == "bwd" and plan.recompute == "full" else 2
+        # Full recomputation repeats the forward's communication in the backward: its two TP
+        # exchanges, its context-parallel gather and its expert dispatch and combine.
+        full = phase == "bwd" and plan.recompute == "full"
+        count = 4 if full else 2
         prev = self._tp_gather(tag, prev, count)
         prev = b.comp(tag, flops, size, prev, {**attrs, **extra})
+        if full:
+            prev = self._cp_exchange(f"{tag}.recompute", "fwd", prev)
         prev = self._cp_exchange(tag, phase, prev)
         if self.model.layer_is_moe(layer):
-            prev = b.coll(f"{tag}.ep_a2a", "ep", _A2A, 2 * self._ep_bytes(), [prev])
+            for i in range(2 if full else 1):
+                for step in ("ep_dispatch", "ep_combine"):
+                    name = f"{tag}.{step}{_suffix(i)}"
+                    prev = b.coll(name, "ep", _A2A, self._ep_bytes(), [prev])
         return self._tp_reduce(tag, prev, count)
 
     def _layer_fine(self, layer: int, phase: str, prev: int, attrs: dict[str, object]) -> int:
@@ -243,20 +263,26 @@ class _RankProgram:
         tag = f"L{layer}.{phase}.mb{attrs['micro_batch']}"
         prev = self._fsdp_gather(layer, tag, prev)
         ops: Sequence[OpCost] = cost.ops
+        # The TP reduction follows the attention output projection and the MLP's last GEMM,
+        # before the residual add.
+        last = ops[-2].name if ops[-1].name.startswith("bias_dropout_add") else ops[-1].name
         if phase == "bwd" and plan.recompute != "none":
             for op in ops:
                 if plan.recompute == "full" or op.recompute_selective:
                     rattrs = {**attrs, "phase": "recompute", "layer": layer, "op": op.name}
+                    if op.gemm_shape is not None:
+                        rattrs["gemm_shape"] = op.gemm_shape
+                    name = f"{tag}.{op.name}.recompute"
                     prev = b.comp(
-                        f"{tag}.{op.name}.recompute",
+                        name,
                         op.fwd_flops,
                         op.fwd_bytes,
                         prev,
                         {**rattrs, **_op_roofline(op, "fwd")},
                     )
-        # The TP reduction follows the attention output projection and the MLP's last GEMM,
-        # before the residual add.
-        last = ops[-2].name if ops[-1].name.startswith("bias_dropout_add") else ops[-1].name
+                    if plan.recompute == "full":
+                        # Recomputing the whole forward repeats its communication too.
+                        prev = self._op_comm(name, op.name, "fwd", prev, last)
         if phase == "bwd":
             ops = tuple(reversed(ops))
         for op in ops:
@@ -269,20 +295,26 @@ class _RankProgram:
                 op_attrs["gemm_shape"] = op.gemm_shape
             op_attrs.update(_op_roofline(op, phase))
             prev = b.comp(name, flops, size, prev, op_attrs)
-            if op.name in ("attn_norm", "mlp_norm"):
-                prev = self._tp_gather(name, prev, 1)
-            elif op.name in ("qkv", "kv_b"):
-                prev = self._cp_exchange(name, phase, prev)
-            elif op.name == "router":
-                prev = b.coll(f"{name}.ep_dispatch", "ep", _A2A, self._ep_bytes(), [prev])
-            elif op.name == "experts_fc2":
-                prev = b.coll(f"{name}.ep_combine", "ep", _A2A, self._ep_bytes(), [prev])
-            if op.name in ("o", last):
-                prev = self._tp_reduce(name, prev, 1)
+            prev = self._op_comm(name, op.name, phase, prev, last)
         accum = self._grad_accum_bytes(layer) if phase == "bwd" else 0
         if accum:
             gattrs = {**attrs, "layer": layer, "op": "grad_accum"}
             prev = b.comp(f"{tag}.grad_accum", 0, accum, prev, gattrs)
+        return prev
+
+    def _op_comm(self, name: str, op: str, phase: str, prev: int, last: str) -> int:
+        """The communication that follows op ``op`` of a layer (TP, CP or EP), if any."""
+        b = self.b
+        if op in ("attn_norm", "mlp_norm"):
+            prev = self._tp_gather(name, prev, 1)
+        elif op in ("qkv", "kv_b"):
+            prev = self._cp_exchange(name, phase, prev)
+        elif op == "router":
+            prev = b.coll(f"{name}.ep_dispatch", "ep", _A2A, self._ep_bytes(), [prev])
+        elif op == "experts_fc2":
+            prev = b.coll(f"{name}.ep_combine", "ep", _A2A, self._ep_bytes(), [prev])
+        if op in ("o", last):
+            prev = self._tp_reduce(name, prev, 1)
         return prev
 
     def _fsdp_gather(self, layer: int, tag: str, prev: int) -> int:

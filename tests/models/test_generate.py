@@ -230,17 +230,46 @@ def _simulate_without_deadlock(graphs: dict[int, ETGraph]) -> bool:
     return all(len(done[r]) == len(g) for r, g in graphs.items())
 
 
-def test_layer_and_op_granularity_carry_the_same_work() -> None:
-    for model, plan in CASES:
-        coarse = generate_rank_classes(model, plan, granularity="layer")
-        fine = generate_rank_classes(model, plan, granularity="op")
-        for stage in coarse:
+def _collectives(graph: ETGraph) -> dict[tuple[str, int], list[int]]:
+    """Sizes of the collectives of a graph by (group kind, comm type)."""
+    out: dict[tuple[str, int], list[int]] = defaultdict(list)
+    for n in graph:
+        if n.type == NodeType.COMM_COLL_NODE:
+            a = attrs_dict(n.attr)
+            out[(str(a["stream"]), int(a["comm_type"]))].append(int(a["comm_size"]))
+    return {k: sorted(v) for k, v in out.items()}
 
-            def ops(g: ETGraph) -> int:
-                return sum(_num(n, "num_ops") for n in g if n.type == NodeType.COMP_NODE)
 
-            assert ops(coarse[stage]) == ops(fine[stage])
-            assert len(fine[stage]) > len(coarse[stage])
+_RECOMPUTE_CASES = [
+    (DENSE, PLAN_3D.model_copy(update={"recompute": recompute, "sequence_parallel": sp}))
+    for recompute in ("full", "selective")
+    for sp in (False, True)
+] + [
+    (DENSE, PLAN_4D_CP.model_copy(update={"recompute": "full"})),
+    (MOE, PLAN_4D_EP.model_copy(update={"recompute": "full"})),
+]
+
+
+@pytest.mark.parametrize(("model", "plan"), CASES + _RECOMPUTE_CASES)
+def test_layer_and_op_granularity_carry_the_same_work(model: ModelSpec, plan: ParallelPlan) -> None:
+    """Both granularities run the same FLOPs, the same collectives (one per block, each with
+    its own start-up) and, on a device, the same kernel time."""
+    device = device_preset("h100")
+    coarse = generate_rank_classes(model, plan, granularity="layer", device=device)
+    fine = generate_rank_classes(model, plan, granularity="op", device=device)
+    for stage in coarse:
+
+        def ops(g: ETGraph) -> int:
+            return sum(_num(n, "num_ops") for n in g if n.type == NodeType.COMP_NODE)
+
+        def time_us(g: ETGraph) -> int:
+            return sum(n.duration_micros for n in g if n.type == NodeType.COMP_NODE)
+
+        assert ops(coarse[stage]) == ops(fine[stage])
+        assert len(fine[stage]) > len(coarse[stage])
+        assert _collectives(coarse[stage]) == _collectives(fine[stage])
+        # durations are whole microseconds per node: allow one per op node for rounding
+        assert abs(time_us(coarse[stage]) - time_us(fine[stage])) <= len(fine[stage])
 
 
 def test_rank_class_work_adds_up_to_hardware_flops() -> None:
