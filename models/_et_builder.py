@@ -155,8 +155,21 @@ class ETBuilder:
                 self._pg_cache[kind] = str(pg_id)
         return self._pg_cache[kind]
 
-    def coll(self, name: str, kind: str, comm_type: int, size: int, deps: Sequence[int]) -> int:
-        """Add a collective after ``deps``; return its id, or the last dep when it is a no-op."""
+    def coll(
+        self,
+        name: str,
+        kind: str,
+        comm_type: int,
+        size: int,
+        deps: Sequence[int],
+        *,
+        overlap: bool = True,
+    ) -> int:
+        """Add a collective after ``deps``; return its id, or the last dep when it is a no-op.
+
+        With TP overlap a TP collective runs beside the next compute node and returns the last
+        dep; ``overlap=False`` leaves it to the caller (it returns the collective's id).
+        """
         pg = self.pg(kind) if size > 0 else None
         if pg is None:
             return deps[-1] if deps else -1
@@ -171,7 +184,7 @@ class ETBuilder:
             }
             encoded = self._coll_cache[key] = _encode(attrs)
         nid = self._add_encoded(name, _COLL, encoded, deps)
-        if self.overlap_tp and kind == "tp" and deps:
+        if overlap and self.overlap_tp and kind == "tp" and deps:
             self._tp_new.append(nid)
             return deps[-1]
         return nid

@@ -74,7 +74,8 @@ class OpCost:
 
         A GEMM overlapped with TP communication runs as chunks along its token dimension
         (``fwd_chunks``; ``dgrad_chunks`` for the backward's data gradient), so the efficiency
-        curve sees the chunk's shape; the weight gradient stays whole. The backward runs
+        curve sees the chunk's shape; its backward is two kernels, the data gradient and the
+        weight gradient (whole), as communication overlaps each apart. The backward runs
         ``bwd_kernel_flops_factor`` x the forward's FLOPs (fused attention: 2.5).
         """
         shape = self.gemm_shape
@@ -82,7 +83,7 @@ class OpCost:
             if shape is not None and self.fwd_chunks > 1:
                 shape = (max(1, shape[0] // self.fwd_chunks), shape[1], shape[2])
             return [(self.kind, self.fwd_flops, self.fwd_bytes, shape)]
-        if shape is None or self.dgrad_chunks == 1:
+        if shape is None or (self.dgrad_chunks == 1 and self.fwd_chunks == 1):
             flops = round(self.bwd_kernel_flops_factor * self.fwd_flops)
             return [(self.kind, flops, self.bwd_bytes, shape)]
         m, n, k = shape

@@ -37,7 +37,12 @@ turn, so it is meant for worlds of up to a few thousand ranks.
 
 Dependencies: compute nodes form one chain per rank in schedule order; a tensor-parallel
 collective sits on that chain (blocking, as without ``overlap_tp_comm``) or, with
-``overlap_tp_comm``, beside the next compute node, the one after waiting for it. Data-parallel
+``overlap_tp_comm``, beside the next compute node, the one after waiting for it. At op
+granularity that places each exchange beside the GEMM Transformer Engine overlaps it with
+(pipelined reduce-scatter chunks after the row-parallel GEMMs, data and weight gradients as
+two nodes; see ``_RankProgram._te_gemm``); at layer granularity beside the layer, which hides
+the chunks' pipeline fill and drain, so rows with TP overlap are best predicted at op
+granularity. Data-parallel
 gradient collectives hang off the backward node of their layer in the last micro-batch (with
 ``overlap_grad_reduce``; otherwise after the whole backward) and the optimizer waits for all of
 them; ZeRO-3 gathers each layer's weights before its forward and backward and reduce-scatters
@@ -136,6 +141,9 @@ class _RankProgram:
         )
         if plan.sequence_parallel or self.gather_received:
             self.act_bytes //= plan.tp
+        # Transformer Engine's userbuffers overlap (Megatron allows it only with sequence
+        # parallelism): each TP exchange runs beside the GEMM it feeds or drains.
+        self.te_overlap = plan.overlap_tp_comm and plan.tp > 1 and plan.sequence_parallel
         self.dense_cost = layer_cost(model, plan, False)
         self.moe_cost = layer_cost(model, plan, True) if model.is_moe else None
         self._rooflines: dict[tuple[bool, str], tuple[int, ...]] = {}
@@ -246,7 +254,10 @@ class _RankProgram:
         # exchanges, its context-parallel gather and its expert dispatch and combine.
         full = phase == "bwd" and plan.recompute == "full"
         count = 4 if full else 2
-        prev = self._tp_gather(tag, prev, count)
+        # With TE overlap the backward also re-gathers the column-parallel GEMMs' inputs for
+        # their weight gradients (sequence parallelism keeps only a shard of them).
+        regather = 2 if self.te_overlap and phase == "bwd" else 0
+        prev = self._tp_gather(tag, prev, count + regather)
         prev = b.comp(tag, flops, size, prev, {**attrs, **extra})
         if full:
             prev = self._cp_exchange(f"{tag}.recompute", "fwd", prev)
@@ -269,37 +280,104 @@ class _RankProgram:
         if phase == "bwd" and plan.recompute != "none":
             for op in ops:
                 if plan.recompute == "full" or op.recompute_selective:
-                    rattrs = {**attrs, "phase": "recompute", "layer": layer, "op": op.name}
-                    if op.gemm_shape is not None:
-                        rattrs["gemm_shape"] = op.gemm_shape
+                    rattrs = {**attrs, "phase": "recompute", "layer": layer}
                     name = f"{tag}.{op.name}.recompute"
-                    prev = b.comp(
-                        name,
-                        op.fwd_flops,
-                        op.fwd_bytes,
-                        prev,
-                        {**rattrs, **_op_roofline(op, "fwd")},
-                    )
-                    if plan.recompute == "full":
-                        # Recomputing the whole forward repeats its communication too.
-                        prev = self._op_comm(name, op.name, "fwd", prev, last)
+                    # Recomputing the whole forward repeats its communication too.
+                    comm = plan.recompute == "full"
+                    prev = self._fine_op(name, op, "fwd", prev, rattrs, last, comm=comm)
         if phase == "bwd":
             ops = tuple(reversed(ops))
         for op in ops:
-            fwd = phase == "fwd"
-            flops = op.fwd_flops if fwd else op.bwd_flops
-            size = op.fwd_bytes if fwd else op.bwd_bytes
             name = f"{tag}.{op.name}"
-            op_attrs: dict[str, object] = {**attrs, "layer": layer, "op": op.name}
-            if op.gemm_shape is not None:
-                op_attrs["gemm_shape"] = op.gemm_shape
-            op_attrs.update(_op_roofline(op, phase))
-            prev = b.comp(name, flops, size, prev, op_attrs)
-            prev = self._op_comm(name, op.name, phase, prev, last)
+            prev = self._fine_op(name, op, phase, prev, {**attrs, "layer": layer}, last)
         accum = self._grad_accum_bytes(layer) if phase == "bwd" else 0
         if accum:
             gattrs = {**attrs, "layer": layer, "op": "grad_accum"}
             prev = b.comp(f"{tag}.grad_accum", 0, accum, prev, gattrs)
+        return prev
+
+    def _fine_op(
+        self,
+        name: str,
+        op: OpCost,
+        phase: str,
+        prev: int,
+        attrs: dict[str, object],
+        last: str,
+        *,
+        comm: bool = True,
+    ) -> int:
+        """One op of a layer at op granularity, and (with ``comm``) the communication after it."""
+        b = self.b
+        op_attrs: dict[str, object] = {**attrs, "op": op.name}
+        if op.gemm_shape is not None:
+            op_attrs["gemm_shape"] = op.gemm_shape
+        if self.te_overlap and op.fwd_chunks > 1 and comm:
+            return self._te_gemm(
+                name, op, phase, prev, op_attrs, row_parallel=op.name != "qkv" and op.name != "fc1"
+            )
+        fwd = phase == "fwd"
+        flops = op.fwd_flops if fwd else op.bwd_flops
+        size = op.fwd_bytes if fwd else op.bwd_bytes
+        prev = b.comp(name, flops, size, prev, {**op_attrs, **_op_roofline(op, phase)})
+        if not comm:
+            return prev
+        if self.te_overlap and not fwd and op.name in ("attn_norm", "mlp_norm"):
+            return prev  # its input gradient was reduce-scattered beside the GEMM's wgrad
+        return self._op_comm(name, op.name, phase, prev, last)
+
+    def _te_gemm(
+        self,
+        name: str,
+        op: OpCost,
+        phase: str,
+        prev: int,
+        attrs: dict[str, object],
+        *,
+        row_parallel: bool,
+    ) -> int:
+        """A TP GEMM with Transformer Engine's default overlap (``initialize_ub``).
+
+        Forward: a column-parallel GEMM (QKV, FC1) consumes the ring-exchanged all-gather
+        issued after the norm; a row-parallel one (projection, FC2) runs in ``fwd_chunks``
+        chunks, each chunk's reduce-scatter after it while the next chunk computes (the
+        pipelined method), and the residual add waits for the last. Backward: a row-parallel
+        GEMM's data gradient runs beside the all-gather of its output gradient, its weight
+        gradient after it; a column-parallel GEMM's data gradient runs beside the re-gather of
+        its input (the "bulk" method) and its weight gradient beside the reduce-scatter of
+        that data gradient, which the norm before it waits for.
+        """
+        b = self.b
+        full = self._tp_full()
+        shard = full // self.plan.tp
+        if phase == "fwd":
+            _, flops, size, shape = op.kernels("fwd")[0]
+            chunk_attrs = {**attrs, "gemm_shape": shape}
+            if not row_parallel:
+                prev = b.comp(name, flops, size, prev, chunk_attrs)
+                return self._op_comm(name, op.name, phase, prev, "")
+            k = op.fwd_chunks
+            reduces = []
+            for i in range(k):
+                rest = i == k - 1
+                cf = flops // k + (flops % k if rest else 0)
+                cs = size // k + (size % k if rest else 0)
+                prev = b.comp(f"{name}.chunk{i}", cf, cs, prev, chunk_attrs)
+                part = full // k + (full % k if rest else 0)
+                reduces.append(
+                    b.coll(f"{name}.tp_rs.chunk{i}", "tp", _RS, part, [prev], overlap=False)
+                )
+            b.wait_before_next_compute(reduces)
+            return prev
+        (_, dflops, dbytes, dshape), (_, wflops, wbytes, wshape) = op.kernels("bwd")
+        gather = f"{name}.tp_ag" if row_parallel else f"{name}.input.tp_ag"
+        prev = b.coll(gather, "tp", _AG, shard, [prev])
+        prev = b.comp(f"{name}.dgrad", dflops, dbytes, prev, {**attrs, "gemm_shape": dshape})
+        if not row_parallel:
+            prev = b.coll(f"{name}.tp_rs", "tp", _RS, full, [prev])
+        prev = b.comp(f"{name}.wgrad", wflops, wbytes, prev, {**attrs, "gemm_shape": wshape})
+        if op.name in ("qkv", "kv_b"):
+            prev = self._cp_exchange(name, phase, prev)
         return prev
 
     def _op_comm(self, name: str, op: str, phase: str, prev: int, last: str) -> int:

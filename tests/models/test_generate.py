@@ -267,7 +267,14 @@ def test_layer_and_op_granularity_carry_the_same_work(model: ModelSpec, plan: Pa
 
         assert ops(coarse[stage]) == ops(fine[stage])
         assert len(fine[stage]) > len(coarse[stage])
-        assert _collectives(coarse[stage]) == _collectives(fine[stage])
+        if plan.overlap_tp_comm:
+            # TE pipelines a row-parallel GEMM's reduce-scatter in chunks: same bytes
+            def total(g: ETGraph) -> dict[tuple[str, int], int]:
+                return {k: sum(v) for k, v in _collectives(g).items()}
+
+            assert total(coarse[stage]) == total(fine[stage])
+        else:
+            assert _collectives(coarse[stage]) == _collectives(fine[stage])
         # durations are whole microseconds per node: allow one per op node for rounding
         assert abs(time_us(coarse[stage]) - time_us(fine[stage])) <= len(fine[stage])
 
@@ -474,3 +481,31 @@ def test_first_and_last_stage_exchange_tied_embedding_gradients() -> None:
     assert all(sorted(v) == ["embedding.grad.recv", "embedding.grad.send"] for v in seen.values())
     untied = generate_rank(DENSE, plan, 0).node_list
     assert not [n for n in untied if n.name.startswith("embedding.grad.")]
+
+
+def test_te_overlap_puts_each_exchange_beside_its_gemm() -> None:
+    """At op granularity with TP overlap (Transformer Engine's defaults): the projection's
+    reduce-scatter is pipelined in 4 chunks after its GEMM chunks and the residual add waits
+    for all of them; backward, QKV's data gradient runs beside the re-gather of its input and
+    its weight gradient beside the reduce-scatter of that data gradient, which the norm
+    before QKV waits for."""
+    plan = ParallelPlan(tp=2, global_batch_size=1, sequence_parallel=True, overlap_tp_comm=True)
+    nodes = generate_rank(DENSE, plan, 0, granularity="op").node_list
+    by_name = {n.name: n for n in nodes}
+    tag = "L0.fwd.mb0"
+    chunks = [by_name[f"{tag}.o.chunk{i}"] for i in range(4)]
+    reduces = [by_name[f"{tag}.o.tp_rs.chunk{i}"] for i in range(4)]
+    for chunk, rs in zip(chunks, reduces, strict=True):
+        assert list(rs.data_deps) == [chunk.id]
+    # tokens x (hidden / tp) x hidden, 2 FLOPs each
+    assert sum(_num(c, "num_ops") for c in chunks) == 2 * 256 * 128 * 256
+    assert {r.id for r in reduces} <= set(by_name[f"{tag}.bias_dropout_add_1"].data_deps)
+    bwd = "L0.bwd.mb0.qkv"
+    gather, rs = by_name[f"{bwd}.input.tp_ag"], by_name[f"{bwd}.tp_rs"]
+    dgrad, wgrad = by_name[f"{bwd}.dgrad"], by_name[f"{bwd}.wgrad"]
+    assert gather.id < dgrad.id < rs.id < wgrad.id
+    assert gather.id in wgrad.data_deps  # the weight gradient needs the whole input
+    assert list(rs.data_deps) == [dgrad.id]
+    assert rs.id in by_name["L0.bwd.mb0.attn_norm"].data_deps
+    gathered = by_name["L0.bwd.mb0.o.tp_ag"]  # the output gradient, beside o's dgrad
+    assert gathered.id in by_name["L0.bwd.mb0.o.wgrad"].data_deps
