@@ -16,7 +16,7 @@ from engine._failures import (
     young_interval_s,
 )
 from engine._forecast import TrainingForecast, forecast
-from engine._predict import plan_workload, predict
+from engine._predict import default_granularity, plan_workload, predict
 from engine._result import RankBreakdown, StepMetrics, StepResult
 from engine._simulate import simulate
 from engine._stochastic import StepSamples, sample_steps
@@ -53,6 +53,7 @@ __all__ = [
     "daly_expected_wall_s",
     "daly_interval_s",
     "default_cluster",
+    "default_granularity",
     "forecast",
     "groups_from_metadata",
     "load_comm_groups",

@@ -23,8 +23,9 @@ per-row value:
 * GPT models have learned positions, biases, dropout and tied embeddings (as in the papers);
 * overlap flags stated in a row's notes are used: ``--tp-comm-overlap`` (Megatron allows it
   only with sequence parallelism, so it implies it; its GEMMs run in Transformer Engine's
-  default chunks, see ``models.layer_cost``, and these rows are generated at op granularity,
-  the one that puts each exchange beside the GEMM it overlaps) and ``--overlap-param-gather``
+  default chunks, see ``models.layer_cost``, and ``engine.predict`` generates such plans at
+  op granularity, the one that puts each exchange beside the GEMM it overlaps) and
+  ``--overlap-param-gather``
   (it exists only with the distributed optimizer, so it implies that);
 * collectives are costed by the NCCL model (``collectives.NcclModel``: NCCL's own protocol
   latencies per ring step, 0.78 of NVLink and 0.92 of NIC bandwidth) on the device's built-in
@@ -48,7 +49,6 @@ from typing import Any
 from collectives import collective_cost
 from engine import StepResult, cluster_system, predict
 from models import (
-    Granularity,
     ModelSpec,
     ParallelPlan,
     memory_per_gpu,
@@ -381,9 +381,7 @@ def run_validation(path: str | Path | None = None, *, cost_model: str = "nccl") 
         result = cache.get(key)
         if result is None:
             system = cluster_system(device, plan.num_gpus, cost_model=cost_model)
-            # Only op granularity places each TE exchange beside the GEMM it overlaps.
-            granularity: Granularity = "op" if plan.overlap_tp_comm else "layer"
-            result = predict(model, plan, system, granularity=granularity)
+            result = predict(model, plan, system)
             cache[key] = result
         value = _predict_metric(row["metric"], result)
         if value is None or math.isnan(value):

@@ -100,7 +100,10 @@ def register(sub: Any) -> None:
     )
     add_system_flags(parser)
     parser.add_argument(
-        "--granularity", choices=("layer", "op"), default="layer", help="ET granularity"
+        "--granularity",
+        choices=("layer", "op"),
+        default=None,
+        help="ET granularity (default: op with --tp-comm-overlap, else layer)",
     )
     parser.add_argument("--timeline", metavar="OUT.json", help="write a Chrome/Perfetto trace")
     parser.add_argument("--json", action="store_true", help="print one JSON object")

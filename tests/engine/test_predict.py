@@ -83,3 +83,26 @@ def test_load_system_yaml_and_errors(tmp_path: Path) -> None:
     bad.write_text("scheduling:\n  comm_streams: 0\n")
     with pytest.raises(SystemConfigError, match=r"scheduling.comm_streams: .* \(got 0\)"):
         load_system(bad)
+
+
+def test_tp_overlap_plans_are_predicted_at_op_granularity() -> None:
+    """Only op nodes put each TE exchange beside its GEMM; a layer node hides the pipelined
+    reduce-scatter's last chunk, so the overlapped plan's default is op granularity, which
+    exposes more TP time than layer nodes do, and other plans stay at layer granularity."""
+    from engine import default_granularity
+
+    model = model_preset("gpt-1.7b").model_copy(update={"num_layers": 4})
+    plan = ParallelPlan.for_gpus(
+        8, tp=8, global_batch_size=2, sequence_parallel=True, overlap_tp_comm=True
+    )
+    system = cluster_system("h100-sxm", 8)
+    assert default_granularity(plan) == "op"
+    assert default_granularity(plan.model_copy(update={"overlap_tp_comm": False})) == "layer"
+    auto = predict(model, plan, system)
+    assert auto.step_time_s == predict(model, plan, system, granularity="op").step_time_s
+    coarse = predict(model, plan, system, granularity="layer")
+    exposed_tp = {
+        g: r.breakdown[0].exposed_comm_ns.get("tp", 0.0)
+        for g, r in (("op", auto), ("layer", coarse))
+    }
+    assert exposed_tp["op"] > exposed_tp["layer"]
