@@ -129,11 +129,17 @@ class ValidationRow:
     skipped: str | None = None
 
     @property
-    def error(self) -> float | None:
-        """Absolute percentage error (0.05 = 5%)."""
+    def signed_error(self) -> float | None:
+        """Prediction over measurement, less one (-0.05: predicted 5% below the measurement)."""
         if self.measured is None or self.predicted is None or not self.measured:
             return None
-        return abs(self.predicted - self.measured) / abs(self.measured)
+        return (self.predicted - self.measured) / abs(self.measured)
+
+    @property
+    def error(self) -> float | None:
+        """Absolute percentage error (0.05 = 5%)."""
+        signed = self.signed_error
+        return None if signed is None else abs(signed)
 
 
 @dataclass
@@ -174,15 +180,19 @@ class ValidationReport:
                 )
                 continue
             predicted = "" if r.predicted is None else f"{r.predicted:.4g}"
-            error = "" if r.error is None else f"{r.error:.1%}"
+            error = "" if r.signed_error is None else f"{r.signed_error:+.1%}"
             lines.append(
                 f"{r.source:<26} {r.model[:22]:<22} {r.gpus:>5} {r.metric[:40]:<40} "
                 f"{measured:>10} {predicted:>10} {error:>7}"
             )
         lines.append("")
-        lines.append("mean absolute percentage error by source:")
+        lines.append("mean absolute percentage error by source (error column: signed):")
         for source, (mape, count) in sorted(self.mape_by_source().items()):
-            lines.append(f"  {source:<26} {mape:6.1%} over {count} rows")
+            line = f"  {source:<26} {mape:6.1%} over {count} rows"
+            steps = self.step_time_mape(source)
+            if steps is not None:
+                line += f"; step times alone {steps:.1%}"
+            lines.append(line)
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -191,7 +201,9 @@ class ValidationReport:
             "mape_by_source": {
                 s: {"mape": m, "rows": n} for s, (m, n) in self.mape_by_source().items()
             },
-            "rows": [{**r.__dict__, "error": r.error} for r in self.rows],
+            "rows": [
+                {**r.__dict__, "error": r.error, "signed_error": r.signed_error} for r in self.rows
+            ],
         }
 
 

@@ -50,6 +50,10 @@ def test_validation_rows_and_errors(tmp_path: Path) -> None:
     mape = report.mape_by_source()
     assert set(mape) == {"Korthikanti 2022 Table 5", "nccl-tests 2x8 H100"}
     assert "mean absolute percentage error" in report.format()
+    for r in steps:
+        assert r.signed_error is not None and abs(r.signed_error) == r.error
+        assert (r.signed_error < 0) == ((r.predicted or 0) < (r.measured or 0))
+    assert "step times alone" in report.format()
 
 
 def test_validate_cli_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
