@@ -74,10 +74,17 @@ class ETBuilder:
         self._tp_new: list[int] = []
         self._tp_due: list[int] = []
         self._next_waits: list[int] = []  # nodes the next compute node waits for
+        self._blocking: list[int] = []  # nodes everything issued before it waits for
 
     def wait_before_next_compute(self, ids: Sequence[int]) -> None:
         """Make the next compute node also wait for ``ids`` (e.g. a blocking send)."""
         self._next_waits.extend(i for i in ids if i >= 0)
+
+    def block_until_next_compute(self, ids: Sequence[int]) -> None:
+        """Make every node issued from now to the next compute node (that one included) wait
+        for ``ids``: a blocking exchange holds the host, so nothing else starts before it ends
+        (receives excepted, which the same batched exchange posts)."""
+        self._blocking.extend(i for i in ids if i >= 0)
 
     def drain_tp(self) -> list[int]:
         """TP collectives still outstanding (and forget them): what a sync point waits for."""
@@ -87,7 +94,8 @@ class ETBuilder:
 
     def drain_waits(self) -> list[int]:
         """What the next compute node would have waited for (and forget it)."""
-        out, self._next_waits = self._next_waits, []
+        out = self._next_waits + self._blocking
+        self._next_waits, self._blocking = [], []
         return out
 
     def _add(
@@ -126,8 +134,9 @@ class ETBuilder:
             "stream": "compute",
             **attrs,
         }
-        due = self._tp_due + self._next_waits
+        due = self._tp_due + self._next_waits + self._blocking
         self._tp_due, self._tp_new, self._next_waits = self._tp_new, [], []
+        self._blocking = []
         duration = 0
         if self.device is not None:
             shape = attrs.get("gemm_shape")
@@ -183,7 +192,7 @@ class ETBuilder:
                 "stream": kind,
             }
             encoded = self._coll_cache[key] = _encode(attrs)
-        nid = self._add_encoded(name, _COLL, encoded, deps)
+        nid = self._add_encoded(name, _COLL, encoded, (*deps, *self._blocking))
         if overlap and self.overlap_tp and kind == "tp" and deps:
             self._tp_new.append(nid)
             return deps[-1]
@@ -211,7 +220,7 @@ class ETBuilder:
         }
         node_type = _SEND if send else _RECV
         if send:
-            deps = (after, *extra_deps, *self.drain_tp())
+            deps = (after, *extra_deps, *self._blocking, *self.drain_tp())
             return self._add(name, node_type, attrs, data_deps=deps)
         # A receive is posted once the previous compute is done (ASTRA-sim's own pipeline
         # example does the same, as a data dependency: its feeder follows data_deps).

@@ -47,11 +47,12 @@ gradient collectives hang off the backward node of their layer in the last micro
 ``overlap_grad_reduce``; otherwise after the whole backward) and the optimizer waits for all of
 them; ZeRO-3 gathers each layer's weights before its forward and backward and reduce-scatters
 its gradients after every micro-batch. A receive follows the previous compute node; with
-``blocking_p2p`` (Megatron's 1F1B exchanges) the next compute node waits for the stage's sends
-too, and the optimizer for the last ones. With pipeline stages and tied embeddings, the first
-and last stage exchange their embedding gradients (``embedding.grad.send``/``recv``, the
-two-rank all-reduce Megatron-LM runs after the data-parallel reduction; tag ``2 m v + 1``)
-before their optimizer.
+``blocking_p2p`` (Megatron's 1F1B exchanges) nothing the stage issues after a send starts
+before the send ends (the collectives before the next compute node and that node; receives,
+posted by the same batched exchange, excepted), and the optimizer waits for the last ones.
+With pipeline stages and tied embeddings, the first and last stage exchange their embedding
+gradients (``embedding.grad.send``/``recv``, the two-rank all-reduce Megatron-LM runs after
+the data-parallel reduction; tag ``2 m v + 1``) before their optimizer.
 
 Approximations: context parallelism is an all-gather of keys and values per layer forward and
 a reduce-scatter of their gradients backward (Megatron overlaps a ring of send/receives);
@@ -141,7 +142,7 @@ class _RankProgram(_LayerProgram):
                         f"send.fwd.mb{mb}.c{chunk}", True, next_stage, self.act_bytes, tag, prev
                     )
                     if plan.blocking_p2p:
-                        b.wait_before_next_compute([send])
+                        b.block_until_next_compute([send])
             else:
                 if gchunk == last_chunk:
                     prev = self._logits("bwd", mb, prev, attrs)
@@ -163,7 +164,7 @@ class _RankProgram(_LayerProgram):
                         f"send.bwd.mb{mb}.c{chunk}", True, prev_stage, self.act_bytes, tag, prev
                     )
                     if plan.blocking_p2p:
-                        b.wait_before_next_compute([send])
+                        b.block_until_next_compute([send])
         self._optimizer(prev)
 
     def _logits(self, phase: str, mb: int, prev: int, attrs: dict[str, object]) -> int:

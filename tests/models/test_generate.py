@@ -509,3 +509,24 @@ def test_te_overlap_puts_each_exchange_beside_its_gemm() -> None:
     assert rs.id in by_name["L0.bwd.mb0.attn_norm"].data_deps
     gathered = by_name["L0.bwd.mb0.o.tp_ag"]  # the output gradient, beside o's dgrad
     assert gathered.id in by_name["L0.bwd.mb0.o.wgrad"].data_deps
+
+
+def test_a_blocking_send_holds_the_collectives_issued_after_it() -> None:
+    """Megatron's blocking exchange returns only when the send is done, so the TP all-gathers
+    a layer starts with (sequence parallelism) cannot overlap it: layer and op granularity
+    agree on that."""
+    plan = PLAN_3D.model_copy(update={"sequence_parallel": True})
+    for granularity in ("layer", "op"):
+        nodes = generate_rank(DENSE, plan, 0, granularity=granularity).node_list  # type: ignore[arg-type]
+        checked = 0
+        for i, n in enumerate(nodes):
+            if n.type != NodeType.COMM_SEND_NODE:
+                continue
+            for after in nodes[i + 1 :]:  # up to the next compute node
+                if after.type == NodeType.COMP_NODE:
+                    assert n.id in after.data_deps
+                    break
+                if after.type == NodeType.COMM_COLL_NODE:
+                    assert n.id in after.data_deps, (granularity, after.name)
+                    checked += 1
+        assert checked > 0 or granularity == "op"
