@@ -228,9 +228,7 @@ class _LayerProgram:
         if op.gemm_shape is not None:
             op_attrs["gemm_shape"] = op.gemm_shape
         if self.te_overlap and op.fwd_chunks > 1 and comm:
-            return self._te_gemm(
-                name, op, phase, prev, op_attrs, row_parallel=op.name != "qkv" and op.name != "fc1"
-            )
+            return self._te_gemm(name, op, phase, prev, op_attrs)
         fwd = phase == "fwd"
         flops = op.fwd_flops if fwd else op.bwd_flops
         size = op.fwd_bytes if fwd else op.bwd_bytes
@@ -248,8 +246,6 @@ class _LayerProgram:
         phase: str,
         prev: int,
         attrs: dict[str, object],
-        *,
-        row_parallel: bool,
     ) -> int:
         """A TP GEMM with Transformer Engine's default overlap (``initialize_ub``).
 
@@ -265,12 +261,14 @@ class _LayerProgram:
         b = self.b
         full = self._tp_full()
         shard = full // self.plan.tp
+        # Only the row-parallel GEMMs' data gradients run in chunks (``_overlap_chunks``).
+        row_parallel = op.dgrad_chunks > 1
         if phase == "fwd":
             _, flops, size, shape = op.kernels("fwd")[0]
             chunk_attrs = {**attrs, "gemm_shape": shape}
             if not row_parallel:
                 prev = b.comp(name, flops, size, prev, chunk_attrs)
-                return self._op_comm(name, op.name, phase, prev, "")
+                return self._cp_exchange(name, phase, prev) if op.name == "qkv" else prev
             k = op.fwd_chunks
             reduces = []
             for i in range(k):
@@ -291,7 +289,7 @@ class _LayerProgram:
         if not row_parallel:
             prev = b.coll(f"{name}.tp_rs", "tp", _RS, full, [prev])
         prev = b.comp(f"{name}.wgrad", wflops, wbytes, prev, {**attrs, "gemm_shape": wshape})
-        if op.name in ("qkv", "kv_b"):
+        if op.name == "qkv":
             prev = self._cp_exchange(name, phase, prev)
         return prev
 
@@ -317,20 +315,13 @@ class _LayerProgram:
         return self.b.coll(f"{tag}.fsdp_ag", "dp_cp", _AG, shard, [prev])
 
     def _layer_weight_bytes(self, layer: int) -> int:
-        m, tp = self.model, self.plan.tp
-        if m.layer_is_moe(layer):
-            dense, experts = m.moe_layer_params()
-            return 2 * (dense // tp + experts // (tp * self.plan.ep))
-        return 2 * m.dense_layer_params() // tp
-
-    # -- the step ------------------------------------------------------------------------------
+        """16-bit weights of one layer on this GPU."""
+        return 2 * sum(self._block_params(f"L{layer}"))
 
     def _block_params(self, block: str) -> tuple[int, int]:
         """Weights of a block on this GPU: (dense part, expert part)."""
         plan, m, tp = self.plan, self.model, self.plan.tp
-        if block == "embedding":
-            return m.vocab_size * m.hidden_size // tp, 0
-        if block == "output":
+        if block in ("embedding", "output"):
             return m.vocab_size * m.hidden_size // tp, 0
         layer = int(block[1:])
         if m.layer_is_moe(layer):

@@ -25,8 +25,8 @@ per-row value:
   only with sequence parallelism, so it implies it; its GEMMs run in Transformer Engine's
   default chunks, see ``models.layer_cost``, and ``engine.predict`` generates such plans at
   op granularity, the one that puts each exchange beside the GEMM it overlaps) and
-  ``--overlap-param-gather``
-  (it exists only with the distributed optimizer, so it implies that);
+  ``--overlap-param-gather`` (it exists only with the distributed optimizer, so it implies
+  that);
 * collectives are costed by the NCCL model (``collectives.NcclModel``: NCCL's own protocol
   latencies per ring step, 0.78 of NVLink and 0.92 of NIC bandwidth) on the device's built-in
   cluster (``engine.cluster_system``): one global setting for every row. The nccl-tests rows
@@ -69,15 +69,14 @@ _SOURCES = {
     "NVIDIA ADLR": "Megatron v1 V100",
 }
 
-#: Sources that predate fused attention in Megatron-LM (added in 2023): their runs stored and
-#: streamed the s x s attention scores.
-_UNFUSED_ATTENTION = ("Narayanan", "Korthikanti", "NVIDIA ADLR")
+#: Sources on Megatron-LM before Megatron-Core (2019-2022). It had no fused attention (added
+#: in 2023): their runs stored and streamed the s x s attention scores. Its local DDP reduced
+#: data-parallel gradients after the backward pass, not during it (``--overlap-grad-reduce``
+#: came with Megatron-Core).
+_LEGACY_MEGATRON = ("Narayanan", "Korthikanti", "NVIDIA ADLR")
 #: Sources whose Megatron-LM predates gradient-accumulation fusion (late 2021): every
 #: micro-batch's weight gradients were added to the fp32 main gradients in a separate pass.
 _UNFUSED_GRAD_ACCUMULATION = ("Narayanan", "NVIDIA ADLR")
-#: Sources whose Megatron-LM reduced data-parallel gradients after the backward pass, not
-#: during it (local DDP before Megatron-Core's ``--overlap-grad-reduce``).
-_GRAD_REDUCE_AFTER_BACKWARD = ("Narayanan", "Korthikanti", "NVIDIA ADLR")
 
 #: Columns the study reads from every row.
 _COLUMNS = frozenset(
@@ -266,9 +265,9 @@ def _plan(row: dict[str, str]) -> ParallelPlan:
         micro_batch_size=_int(row["micro_batch"], 1),
         global_batch_size=_int(row["global_batch"], 0) or None,
         recompute=recompute,
-        attention="unfused" if row["source"].startswith(_UNFUSED_ATTENTION) else "flash",
+        attention="unfused" if row["source"].startswith(_LEGACY_MEGATRON) else "flash",
         grad_accumulation_fusion=not row["source"].startswith(_UNFUSED_GRAD_ACCUMULATION),
-        overlap_grad_reduce=not row["source"].startswith(_GRAD_REDUCE_AFTER_BACKWARD),
+        overlap_grad_reduce=not row["source"].startswith(_LEGACY_MEGATRON),
         # fp16 and bf16 share the tensor-core rate; fp16 adds loss scaling to the optimizer.
         dtype="fp16" if row["precision"].strip().startswith("fp16") else "bf16",
     )

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from engine import SystemConfigError, cluster_system, plan_workload, predict, simulate
+from engine import (
+    SystemConfigError,
+    cluster_system,
+    default_granularity,
+    plan_workload,
+    predict,
+    simulate,
+)
 from models import ParallelPlan, model_preset, step_flops
 
 
@@ -89,8 +96,6 @@ def test_tp_overlap_plans_are_predicted_at_op_granularity() -> None:
     """Only op nodes put each TE exchange beside its GEMM; a layer node hides the pipelined
     reduce-scatter's last chunk, so the overlapped plan's default is op granularity, which
     exposes more TP time than layer nodes do, and other plans stay at layer granularity."""
-    from engine import default_granularity
-
     model = model_preset("gpt-1.7b").model_copy(update={"num_layers": 4})
     plan = ParallelPlan.for_gpus(
         8, tp=8, global_batch_size=2, sequence_parallel=True, overlap_tp_comm=True
