@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import chakra_et
 from chakra_et import CollectiveCommType, ETGraph, NodeType, attr_value
 from engine._errors import WorkloadError
-from models import ROOFLINE_ATTR, DeviceSpec, roofline_time_us
+from models import COMM_SMS_ATTR, ROOFLINE_ATTR, DeviceSpec, ModelsError, roofline_time_us
 
 __all__ = [
     "COLLECTIVE_OPS",
@@ -52,7 +52,7 @@ _SEND = int(NodeType.COMM_SEND_NODE)
 _RECV = int(NodeType.COMM_RECV_NODE)
 _MEM = (int(NodeType.MEM_LOAD_NODE), int(NodeType.MEM_STORE_NODE))
 _COLL_ATTRS = frozenset(("comm_type", "comm_size", "pg_name", "stream"))
-_ROOFLINE_ATTRS = frozenset(("num_ops", "tensor_size", "dtype", "gemm_shape"))
+_ROOFLINE_ATTRS = frozenset(("num_ops", "tensor_size", "dtype", "gemm_shape", COMM_SMS_ATTR))
 
 
 @dataclass
@@ -137,7 +137,8 @@ def compile_program(
     A compute node costs its ``duration_micros`` (times ``duration_scale``) when it has one, the
     sum of its operations' rooflines when it lists them (``roofline_ops``, see
     ``models.roofline_time_us``), or the device roofline of its ``num_ops`` and ``tensor_size``
-    otherwise (with the GEMM efficiency of its ``gemm_shape`` ``[m, n, k]`` when it states one).
+    otherwise (with the GEMM efficiency of its ``gemm_shape`` ``[m, n, k]`` when it states one,
+    on the SMs that the communication beside it leaves, ``comm_sms``).
     A send or receive missing its peer, tag or size is completed by ``_assume_p2p`` where that
     is unambiguous, with a line in ``notes`` saying what was assumed.
     """
@@ -182,7 +183,7 @@ def compile_program(
             indegree[i] += 1
         node_type = node.type
         if node_type == _COMP:
-            cpu, flops, size, node_dtype = False, 0, 0, dtype
+            cpu, flops, size, node_dtype, comm_sms = False, 0, 0, dtype, 0
             shape: tuple[int, int, int] | None = None
             ops: tuple[int, ...] | None = None
             attrs = node.attr
@@ -201,6 +202,9 @@ def compile_program(
                         elif name == "gemm_shape":
                             if isinstance(value, list) and len(value) == 3:
                                 shape = (int(value[0]), int(value[1]), int(value[2]))
+                        elif name == COMM_SMS_ATTR:
+                            if isinstance(value, int) and not isinstance(value, bool):
+                                comm_sms = value
                         elif isinstance(value, int) and not isinstance(value, bool):
                             flops, size = (value, size) if name == "num_ops" else (flops, value)
             kinds[i] = K_CPU if cpu else K_COMP
@@ -221,7 +225,17 @@ def compile_program(
                         f"rank {rank}: node {node.id} ({node.name}): {exc}"
                     ) from None
             elif (flops or size) and device is not None:
-                duration = device.op_time_us(flops, size, node_dtype, gemm_shape=shape) * 1000.0
+                try:
+                    duration = (
+                        device.op_time_us(
+                            flops, size, node_dtype, gemm_shape=shape, comm_sms=comm_sms
+                        )
+                        * 1000.0
+                    )
+                except ModelsError as exc:
+                    raise WorkloadError(
+                        f"rank {rank}: node {node.id} ({node.name}): {exc}"
+                    ) from None
             else:
                 duration = 0.0
             durations[i] = duration if duration > min_op_ns else min_op_ns

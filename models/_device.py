@@ -24,6 +24,11 @@ The efficiency model is one global calibration, never fitted to a published trai
   lead, not a measurement of ours).
 * Time of an operation is the roofline ``max(flops / achieved_flops, bytes / achieved_bw)``;
   a node standing for several operations sums theirs (``models.roofline_time_us``).
+* An operation that runs beside communication kernels holding ``comm_sms`` of the device's
+  ``num_sms`` streaming multiprocessors computes on the rest: its compute time grows by
+  ``num_sms / (num_sms - comm_sms)`` (Transformer Engine gives its overlapped GEMMs such a
+  margin, ``set_sm_margin``). SM counts are the vendors' (A100 108, H100/H800/H200 132, B200
+  148, MI300X 304 compute units).
 """
 
 from __future__ import annotations
@@ -86,6 +91,9 @@ class DeviceSpec(BaseModel):
     hbm_bandwidth_gbps: float = Field(gt=0, description="HBM bandwidth in GB/s (1e9 B/s)")
     memory_gib: float = Field(gt=0, description="HBM capacity in GiB")
     efficiency: EfficiencyModel = Field(default_factory=EfficiencyModel)
+    num_sms: int | None = Field(
+        None, ge=1, description="streaming multiprocessors (compute units), for SM margins"
+    )
 
     def peak_flops(self, dtype: str = "bf16") -> float:
         """Peak dense FLOP/s for ``dtype`` (fp16 and bf16 share the tensor-core rate)."""
@@ -124,14 +132,26 @@ class DeviceSpec(BaseModel):
         *,
         gemm_shape: tuple[int, int, int] | None = None,
         attention: bool = False,
+        comm_sms: int = 0,
     ) -> float:
-        """Roofline time of an operation: GEMMs use the shape curve, fused attention its own."""
+        """Roofline time of an operation: GEMMs use the shape curve, fused attention its own.
+
+        ``comm_sms``: SMs that communication running beside the operation holds; it computes
+        on the others (no effect on a device without ``num_sms``).
+        """
         if gemm_shape is not None:
             fraction = self.efficiency.gemm_fraction(*gemm_shape)
         elif attention:
             fraction = self.efficiency.attention_fraction
         else:
             fraction = self.efficiency.gemm_peak_fraction
+        if comm_sms and self.num_sms is not None:
+            if comm_sms >= self.num_sms:
+                raise ModelsError(
+                    f"comm_sms={comm_sms} leaves no SM of device {self.name} "
+                    f"(num_sms={self.num_sms}) to compute on"
+                )
+            fraction *= (self.num_sms - comm_sms) / self.num_sms
         compute_s = flops / (self.peak_flops(dtype) * fraction) if flops else 0.0
         return max(compute_s, size_bytes / self.achieved_bandwidth) * 1e6
 
@@ -147,13 +167,19 @@ def _dev(
     fp8: float | None,
     bw: float,
     gib: float,
+    sms: int,
     eff: EfficiencyModel = _NV,
 ) -> DeviceSpec:
     peaks = {"fp32": fp32, "tf32": tf32, "bf16": bf16}
     if fp8 is not None:
         peaks["fp8"] = fp8
     return DeviceSpec(
-        name=name, peak_tflops=peaks, hbm_bandwidth_gbps=bw, memory_gib=gib, efficiency=eff
+        name=name,
+        peak_tflops=peaks,
+        hbm_bandwidth_gbps=bw,
+        memory_gib=gib,
+        efficiency=eff,
+        num_sms=sms,
     )
 
 
@@ -161,12 +187,12 @@ def _dev(
 DEVICE_PRESETS: Mapping[str, DeviceSpec] = {
     d.name: d
     for d in (
-        _dev("a100-40gb", 19.5, 156.0, 312.0, None, 1555.0, 40.0),
-        _dev("a100-80gb", 19.5, 156.0, 312.0, None, 2039.0, 80.0),
-        _dev("h100-sxm", 67.0, 494.7, 989.4, 1978.9, 3350.0, 80.0),
-        _dev("h800", 67.0, 494.7, 989.4, 1978.9, 3350.0, 80.0),
-        _dev("h200", 67.0, 494.7, 989.4, 1978.9, 4800.0, 141.0),
-        _dev("b200", 75.0, 1100.0, 2250.0, 4500.0, 8000.0, 180.0),
+        _dev("a100-40gb", 19.5, 156.0, 312.0, None, 1555.0, 40.0, 108),
+        _dev("a100-80gb", 19.5, 156.0, 312.0, None, 2039.0, 80.0, 108),
+        _dev("h100-sxm", 67.0, 494.7, 989.4, 1978.9, 3350.0, 80.0, 132),
+        _dev("h800", 67.0, 494.7, 989.4, 1978.9, 3350.0, 80.0, 132),
+        _dev("h200", 67.0, 494.7, 989.4, 1978.9, 4800.0, 141.0, 132),
+        _dev("b200", 75.0, 1100.0, 2250.0, 4500.0, 8000.0, 180.0, 148),
         _dev(
             "mi300x",
             163.4,
@@ -175,6 +201,7 @@ DEVICE_PRESETS: Mapping[str, DeviceSpec] = {
             2614.9,
             5300.0,
             192.0,
+            304,
             EfficiencyModel(gemm_peak_fraction=0.55),
         ),
     )

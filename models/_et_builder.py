@@ -13,7 +13,7 @@ from chakra_et import Node, NodeType, make_attr
 from models._device import DeviceSpec
 from models._plan import ParallelPlan
 from models._ranks import RankLayout
-from models._roofline import ROOFLINE_ATTR, roofline_time_us
+from models._roofline import COMM_SMS_ATTR, ROOFLINE_ATTR, roofline_time_us
 from models._spec import ModelSpec
 
 __all__ = ["COMP", "ETBuilder"]
@@ -144,11 +144,13 @@ class ETBuilder:
             if isinstance(roofline, tuple):
                 time_us = roofline_time_us(self.device, roofline, self.plan.dtype)
             else:
+                comm_sms = attrs.get(COMM_SMS_ATTR, 0)
                 time_us = self.device.op_time_us(
                     flops,
                     size,
                     self.plan.dtype,
                     gemm_shape=shape if isinstance(shape, tuple) else None,
+                    comm_sms=comm_sms if isinstance(comm_sms, int) else 0,
                 )
             duration = max(1, round(time_us)) if flops or size else 0
         return self._add_encoded(name, COMP, _encode(full), (prev, *due), duration)

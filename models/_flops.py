@@ -30,6 +30,7 @@ from models._spec import ModelSpec
 
 __all__ = [
     "ACT_BYTES",
+    "TE_COMM_SMS",
     "LayerCost",
     "OpCost",
     "StepFlops",
@@ -241,6 +242,11 @@ def _block_elementwise(model: ModelSpec, elements: int) -> tuple[OpCost, OpCost]
 #: a row-parallel GEMM all-gathers its output gradient by ring exchange. The rest (column
 #: dgrad/wgrad) overlaps whole ("bulk").
 _RS_PIPELINE_SPLITS = 4
+
+#: SMs the userbuffers kernels of the "pipeline" and "bulk" methods hold (``num_sm``); Transformer
+#: Engine runs the GEMMs beside them on the remaining SMs (``set_sm_margin``). The ring
+#: exchange moves data with copy engines and one SM, and takes no margin.
+TE_COMM_SMS = 16
 
 
 def _overlap_chunks(op: OpCost, tp: int) -> OpCost:

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 from chakra_et import CollectiveCommType
 from models._et_builder import ETBuilder
-from models._flops import ACT_BYTES, LayerCost, OpCost, layer_cost
+from models._flops import ACT_BYTES, TE_COMM_SMS, LayerCost, OpCost, layer_cost
 from models._plan import stage_layer_ranges
-from models._roofline import ROOFLINE_ATTR, encode_roofline
+from models._roofline import COMM_SMS_ATTR, ROOFLINE_ATTR, encode_roofline
 
 __all__: list[str] = []
 
@@ -256,7 +256,8 @@ class _LayerProgram:
         GEMM's data gradient runs beside the all-gather of its output gradient, its weight
         gradient after it; a column-parallel GEMM's data gradient runs beside the re-gather of
         its input (the "bulk" method) and its weight gradient beside the reduce-scatter of
-        that data gradient, which the norm before it waits for.
+        that data gradient, which the norm before it waits for. The GEMMs beside the pipelined
+        and bulk exchanges compute on the SMs those kernels leave (``TE_COMM_SMS``).
         """
         b = self.b
         full = self._tp_full()
@@ -265,10 +266,10 @@ class _LayerProgram:
         row_parallel = op.dgrad_chunks > 1
         if phase == "fwd":
             _, flops, size, shape = op.kernels("fwd")[0]
-            chunk_attrs = {**attrs, "gemm_shape": shape}
             if not row_parallel:
-                prev = b.comp(name, flops, size, prev, chunk_attrs)
+                prev = b.comp(name, flops, size, prev, {**attrs, "gemm_shape": shape})
                 return self._cp_exchange(name, phase, prev) if op.name == "qkv" else prev
+            chunk_attrs = {**attrs, "gemm_shape": shape, COMM_SMS_ATTR: TE_COMM_SMS}
             k = op.fwd_chunks
             reduces = []
             for i in range(k):
@@ -284,11 +285,16 @@ class _LayerProgram:
             return prev
         (_, dflops, dbytes, dshape), (_, wflops, wbytes, wshape) = op.kernels("bwd")
         gather = f"{name}.tp_ag" if row_parallel else f"{name}.input.tp_ag"
+        # The row-parallel data gradient's ring exchange takes no SMs; the bulk exchanges beside
+        # the column-parallel data and weight gradients do.
+        margin = {} if row_parallel else {COMM_SMS_ATTR: TE_COMM_SMS}
         prev = b.coll(gather, "tp", _AG, shard, [prev])
-        prev = b.comp(f"{name}.dgrad", dflops, dbytes, prev, {**attrs, "gemm_shape": dshape})
+        dattrs = {**attrs, "gemm_shape": dshape, **margin}
+        prev = b.comp(f"{name}.dgrad", dflops, dbytes, prev, dattrs)
         if not row_parallel:
             prev = b.coll(f"{name}.tp_rs", "tp", _RS, full, [prev])
-        prev = b.comp(f"{name}.wgrad", wflops, wbytes, prev, {**attrs, "gemm_shape": wshape})
+        wattrs = {**attrs, "gemm_shape": wshape, **margin}
+        prev = b.comp(f"{name}.wgrad", wflops, wbytes, prev, wattrs)
         if op.name == "qkv":
             prev = self._cp_exchange(name, phase, prev)
         return prev

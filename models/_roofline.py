@@ -7,6 +7,9 @@ carry ``roofline_ops``, an int64 list of six entries per operation:
 shape ``(m, n, k)`` and 2 for fused attention. ``flops`` are those the kernel executes: fused
 attention in a causal decoder skips the masked half of the scores, so it carries half the
 nominal FLOPs (model FLOPs still count all of them, as Megatron-LM's formula does).
+
+A single-operation node may also carry ``comm_sms``: the SMs that communication kernels running
+beside it hold, which it cannot compute on (``DeviceSpec.op_time_us``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from models._device import DeviceSpec
 
 __all__ = [
+    "COMM_SMS_ATTR",
     "OP_ATTENTION",
     "OP_GEMM",
     "OP_VECTOR",
@@ -25,6 +29,7 @@ __all__ = [
 ]
 
 ROOFLINE_ATTR = "roofline_ops"
+COMM_SMS_ATTR = "comm_sms"
 OP_VECTOR, OP_GEMM, OP_ATTENTION = 0, 1, 2
 _CLASSES = {"vector": OP_VECTOR, "gemm": OP_GEMM, "attention": OP_ATTENTION}
 _FIELDS = 6

@@ -24,7 +24,10 @@ per-row value:
 * overlap flags stated in a row's notes are used: ``--tp-comm-overlap`` (Megatron allows it
   only with sequence parallelism, so it implies it; its GEMMs run in Transformer Engine's
   default chunks, see ``models.layer_cost``, and ``engine.predict`` generates such plans at
-  op granularity, the one that puts each exchange beside the GEMM it overlaps) and
+  op granularity, the one that puts each exchange beside the GEMM it overlaps; the GEMMs beside
+  its pipelined and bulk exchanges run on the SMs their 16-SM kernels leave, as Transformer
+  Engine 2's ``set_sm_margin`` default reserves them: TE 1.x, of the Megatron-Core r0.8 era,
+  ran the same kernels without reserving, so there the margin is an upper bound) and
   ``--overlap-param-gather`` (it exists only with the distributed optimizer, so it implies
   that);
 * collectives are costed by the NCCL model (``collectives.NcclModel``: NCCL's own protocol

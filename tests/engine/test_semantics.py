@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chakra_et import CollectiveCommType, ETGraph, NodeType, new_metadata, new_node
-from engine import DeadlockError, Scheduling, System, Workload, simulate
+from engine import DeadlockError, Scheduling, System, Workload, WorkloadError, simulate
 
 COMP, COLL = NodeType.COMP_NODE, NodeType.COMM_COLL_NODE
 SEND, RECV = NodeType.COMM_SEND_NODE, NodeType.COMM_RECV_NODE
@@ -168,3 +168,20 @@ def test_roofline_when_no_duration() -> None:
     result = simulate(Workload.from_graphs({0: ETGraph(nodes=[node])}, world_size=1), _system(2))
     device = System().device_spec
     assert result.step_time_ns == pytest.approx(device.op_time_us(10**12, 10**6) * 1000)
+
+
+def test_a_node_beside_sm_holding_communication_computes_on_the_other_sms() -> None:
+    """``comm_sms`` on a node (Transformer Engine's margin) slows its compute by SMs/(SMs-k);
+    a margin that leaves no SM is a clear error naming the node."""
+    attrs: dict[str, object] = {"num_ops": 10**12, "tensor_size": 10**6, "gemm_shape": [8192] * 3}
+    device = System().device_spec
+    assert device.num_sms is not None
+    times = []
+    for held in (0, 16):
+        node = new_node(1, "gemm", COMP, attrs={**attrs, "comm_sms": held})
+        graphs = {0: ETGraph(nodes=[node])}
+        times.append(simulate(Workload.from_graphs(graphs, world_size=1), _system(2)).step_time_ns)
+    assert times[1] / times[0] == pytest.approx(device.num_sms / (device.num_sms - 16))
+    node = new_node(7, "fc2.chunk0", COMP, attrs={**attrs, "comm_sms": device.num_sms})
+    with pytest.raises(WorkloadError, match=r"node 7 \(fc2.chunk0\): comm_sms="):
+        simulate(Workload.from_graphs({0: ETGraph(nodes=[node])}, world_size=1), _system(2))

@@ -78,3 +78,19 @@ def test_load_device_from_yaml(tmp_path: Path) -> None:
     bad.write_text("name: x\npeak_tflops: {bf16: 1}\nhbm_bandwidth_gbps: -1\nmemory_gib: 1\n")
     with pytest.raises(ModelsError, match="hbm_bandwidth_gbps=-1: Input should be greater than 0"):
         load_device(bad)
+
+
+def test_communication_sms_slow_the_compute_beside_them() -> None:
+    """Kernels holding 16 of an H100's 132 SMs leave 116 to a GEMM beside them: its compute
+    time grows by 132/116; memory-bound work and devices without an SM count do not change."""
+    h100 = device_preset("h100-sxm")
+    shape = (8192, 8192, 8192)
+    alone = h100.op_time_us(2 * 8192**3, 0, gemm_shape=shape)
+    beside = h100.op_time_us(2 * 8192**3, 0, gemm_shape=shape, comm_sms=16)
+    assert beside / alone == pytest.approx(132 / 116)
+    assert h100.op_time_us(0, 1e9, comm_sms=16) == h100.op_time_us(0, 1e9)
+    assert {d.num_sms for d in DEVICE_PRESETS.values()} == {108, 132, 148, 304}
+    bare = h100.model_copy(update={"num_sms": None})
+    assert bare.op_time_us(1e12, 0, comm_sms=16) == bare.op_time_us(1e12, 0)
+    with pytest.raises(ModelsError, match=r"comm_sms=132 leaves no SM of device h100-sxm"):
+        h100.op_time_us(1e12, 0, comm_sms=132)

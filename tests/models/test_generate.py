@@ -509,6 +509,13 @@ def test_te_overlap_puts_each_exchange_beside_its_gemm() -> None:
     assert rs.id in by_name["L0.bwd.mb0.attn_norm"].data_deps
     gathered = by_name["L0.bwd.mb0.o.tp_ag"]  # the output gradient, beside o's dgrad
     assert gathered.id in by_name["L0.bwd.mb0.o.wgrad"].data_deps
+    # The pipelined and bulk exchanges hold 16 SMs beside their GEMMs; ring exchanges none.
+    held = {n.name: attrs_dict(n.attr).get("comm_sms") for n in nodes}
+    assert all(held[c.name] == 16 for c in chunks)
+    assert held[dgrad.name] == held[wgrad.name] == 16
+    assert held["L0.bwd.mb0.o.dgrad"] is None and held[f"{tag}.qkv"] is None
+    layer0 = [v for k, v in held.items() if k.startswith("L0.") and v is not None]
+    assert len(layer0) == 2 * 4 + 2 * 2  # o, fc2 chunks; qkv, fc1 dgrad and wgrad
 
 
 def test_a_blocking_send_holds_the_collectives_issued_after_it() -> None:
