@@ -171,6 +171,8 @@ def layer_cost(model: ModelSpec, plan: ParallelPlan, moe: bool) -> LayerCost:
             continue
         out = proj.out_features // tp if proj.tp_split else proj.out_features
         ops.append(_gemm(proj.name, t, proj.in_features, out))
+        if model.bias and not plan.gemm_bias_fusion:
+            ops.append(_bias_op(f"{proj.name}_bias", t * out))
     ops.extend(_attention_ops(model, plan))
     o = next(p for p in model.attention_projections() if p.name == "o")
     ops.append(_gemm("o", t, o.in_features // tp, o.out_features))
@@ -189,14 +191,8 @@ def layer_cost(model: ModelSpec, plan: ParallelPlan, moe: bool) -> LayerCost:
             size = ACT_BYTES * (routed_tokens * (k_in + n_out) + local_experts * k_in * n_out)
             shape = (per_expert, n_out, k_in)
             ops.append(OpCost(f"experts_{proj.name}", "gemm", flops, size, shape))
-        ops.append(
-            OpCost(
-                "experts_act",
-                "vector",
-                0,
-                3 * ACT_BYTES * routed_tokens * model.expert_ffn_size // tp,
-            )
-        )
+        act = _activation(model, routed_tokens * model.expert_ffn_size // tp)
+        ops.append(replace(act, name="experts_act"))
         for i in range(model.num_shared_experts):
             for proj in model.mlp_projections(model.expert_ffn_size):
                 k_in = proj.in_features if proj.name == "fc1" else proj.in_features // tp
@@ -209,7 +205,7 @@ def layer_cost(model: ModelSpec, plan: ParallelPlan, moe: bool) -> LayerCost:
             n_out = proj.out_features // tp if proj.name == "fc1" else proj.out_features
             ops.append(_gemm(proj.name, t, k_in, n_out))
             if proj.name == "fc1":
-                ops.append(OpCost("mlp_act", "vector", 0, 3 * ACT_BYTES * t * f // tp))
+                ops.append(_activation(model, t * f // tp))
     ops.append(replace(residual, name="bias_dropout_add_2"))
     if plan.overlap_tp_comm and tp > 1:
         ops = [_overlap_chunks(op, tp) for op in ops]
@@ -234,6 +230,27 @@ def _block_elementwise(model: ModelSpec, elements: int) -> tuple[OpCost, OpCost]
         bwd = ACT_BYTES * elements if model.bias else 0
     add = OpCost("bias_dropout_add", "vector", 0, fwd, bwd_bytes_factor=bwd / fwd)
     return norm, add
+
+
+def _bias_op(name: str, elements: int) -> OpCost:
+    """A bias added in its own kernel (read and write the GEMM's output) and, backward, its
+    gradient summed over the tokens (read the output gradient once)."""
+    return OpCost(name, "vector", 0, 2 * ACT_BYTES * elements, bwd_bytes_factor=0.5)
+
+
+def _activation(model: ModelSpec, elements: int) -> OpCost:
+    """The MLP activation over ``elements`` outputs (Megatron's fused bias-GeLU or SwiGLU).
+
+    GeLU reads its input and writes its output; its backward reads the output gradient and
+    the input and writes the input gradient, and with a bias sums that gradient over the
+    tokens for the bias gradient (read once more). SwiGLU reads its two inputs (gate and up)
+    and writes one output; its backward reads the gradient and both inputs and writes both
+    input gradients (and reads those again for a bias gradient).
+    """
+    inputs = 2 if model.gated_mlp else 1
+    fwd = (inputs + 1) * ACT_BYTES * elements
+    bwd = (1 + 2 * inputs + (inputs if model.bias else 0)) * ACT_BYTES * elements
+    return OpCost("mlp_act", "vector", 0, fwd, bwd_bytes_factor=bwd / fwd)
 
 
 #: Transformer Engine's default TP-overlap methods (``initialize_ub``): the all-gather before
@@ -266,7 +283,8 @@ def _attention_ops(model: ModelSpec, plan: ParallelPlan) -> list[OpCost]:
     writing the ``s x s`` scores per head, a fused scale-mask-softmax (read and write, 4 bytes
     per score) followed with dropout by a dropout (read, write, 1-byte mask: 5 bytes), and a
     batched GEMM reading the probabilities; its backward moves about 11/9 of the softmax and
-    dropout bytes (softmax backward reads the output and the gradient, writes one).
+    dropout bytes (softmax backward reads the output and the gradient, writes one). Its output
+    is then copied into the projection's layout.
     """
     heads = model.num_heads // plan.tp
     b = plan.micro_batch_size
@@ -290,6 +308,10 @@ def _attention_ops(model: ModelSpec, plan: ParallelPlan) -> list[OpCost]:
     scores = b * heads * q_len * kv_len
     k_elems = b * kv_len * heads * d_qk
     per_score = 4 + (5 if model.dropout else 0)
+    # The weighted sum comes out as [b, heads, s, d]; ``permute(...).contiguous()`` copies it
+    # to [s, b, heads * d] for the projection (read and write), and the backward copies its
+    # gradient back.
+    context = OpCost("attn_context", "vector", 0, 2 * ACT_BYTES * out_elems, None, True, 1.0)
     return [
         OpCost(
             "attn_scores",
@@ -308,6 +330,7 @@ def _attention_ops(model: ModelSpec, plan: ParallelPlan) -> list[OpCost]:
             (q_len, d_v, kv_len),
             True,
         ),
+        context,
     ]
 
 

@@ -66,6 +66,12 @@ class ParallelPlan(BaseModel):
         description="weight-gradient GEMMs accumulate into the fp32 main gradients; otherwise "
         "a separate pass adds each micro-batch's gradients (12 bytes per weight)",
     )
+    gemm_bias_fusion: bool = Field(
+        True,
+        description="the GEMM adds its bias and reduces the bias gradient in its epilogue "
+        "(Transformer Engine); otherwise the QKV projection adds its bias in a separate kernel "
+        "and sums its gradient over the tokens in another (Megatron-LM before Megatron-Core)",
+    )
     pipeline_scatter_gather: bool = Field(
         True,
         description="without sequence parallelism, each TP rank sends 1/tp of an activation "

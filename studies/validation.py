@@ -14,7 +14,8 @@ per-row value:
   ``s x s`` scores in memory) for the 2019-2022 papers, which predate fused attention in
   Megatron-LM, and fused (flash) attention for the Megatron-Core rows; likewise the 2019-2021
   code added each micro-batch's weight gradients to the fp32 main gradients in a separate
-  pass (gradient-accumulation fusion came later in 2021), and the 2019-2022 code reduced the
+  pass (gradient-accumulation fusion came later in 2021), the 2019-2022 code added the QKV
+  bias and summed its gradient in kernels of their own, and the 2019-2022 code reduced the
   data-parallel gradients after the whole backward pass (``train_step`` called
   ``allreduce_gradients()`` once ``forward_backward`` returned; overlapping them with the
   backward came with Megatron-Core's ``--overlap-grad-reduce`` in 2023);
@@ -75,7 +76,8 @@ _SOURCES = {
 #: Sources on Megatron-LM before Megatron-Core (2019-2022). It had no fused attention (added
 #: in 2023): their runs stored and streamed the s x s attention scores. Its local DDP reduced
 #: data-parallel gradients after the backward pass, not during it (``--overlap-grad-reduce``
-#: came with Megatron-Core).
+#: came with Megatron-Core). Its linear layers added the QKV bias after the GEMM and summed
+#: its gradient in separate kernels (``output + bias``, ``grad_output.sum(dim=0)``).
 _LEGACY_MEGATRON = ("Narayanan", "Korthikanti", "NVIDIA ADLR")
 #: Sources whose Megatron-LM predates gradient-accumulation fusion (late 2021): every
 #: micro-batch's weight gradients were added to the fp32 main gradients in a separate pass.
@@ -270,6 +272,7 @@ def _plan(row: dict[str, str]) -> ParallelPlan:
         recompute=recompute,
         attention="unfused" if row["source"].startswith(_LEGACY_MEGATRON) else "flash",
         grad_accumulation_fusion=not row["source"].startswith(_UNFUSED_GRAD_ACCUMULATION),
+        gemm_bias_fusion=not row["source"].startswith(_LEGACY_MEGATRON),
         overlap_grad_reduce=not row["source"].startswith(_LEGACY_MEGATRON),
         # fp16 and bf16 share the tensor-core rate; fp16 adds loss scaling to the optimizer.
         dtype="fp16" if row["precision"].strip().startswith("fp16") else "bf16",

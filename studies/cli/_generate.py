@@ -52,6 +52,11 @@ def add_workload_flags(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="add each micro-batch's weight gradients to the fp32 ones in a separate pass",
     )
+    parser.add_argument(
+        "--no-gemm-bias-fusion",
+        action="store_true",
+        help="add the QKV bias and sum its gradient in kernels of their own (Megatron-LM 2022)",
+    )
     parser.add_argument("--first-stage-layers", type=int, help="layers of the first stage")
     parser.add_argument("--last-stage-layers", type=int, help="layers of the last stage")
     parser.add_argument(
@@ -86,6 +91,7 @@ def workload_from_args(args: argparse.Namespace) -> tuple[models.ModelSpec, mode
         "recompute": args.recompute,
         "attention": args.attention,
         "grad_accumulation_fusion": not args.no_grad_accumulation_fusion,
+        "gemm_bias_fusion": not args.no_gemm_bias_fusion,
         "first_stage_layers": args.first_stage_layers,
         "last_stage_layers": args.last_stage_layers,
         "overlap_grad_reduce": not args.no_overlap_grad_reduce,

@@ -73,17 +73,23 @@ def test_errors_are_one_line(
     assert message in err and err.count("\n") == 1
 
 
+def _generate_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> list[str]:
+    """The ET files ``trainsim generate --model gpt-1.7b ARGV`` writes."""
+    out = tmp_path / "et"
+    assert main(["generate", "--model", "gpt-1.7b", *argv, "-o", str(out), "--json"]) == 0
+    files: list[str] = json.loads(capsys.readouterr().out)["files"]
+    return files
+
+
 @pytest.mark.parametrize("flag", [[], ["--no-pipeline-scatter-gather"]])
 def test_generate_pipeline_scatter_gather_flag(
     flag: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Stages exchange 1/tp of each activation (Megatron's scatter/gather) unless told not to."""
-    out = tmp_path / "et"
-    argv = ["generate", "--model", "gpt-1.7b", "--gpus", "8", "--tp", "4", "--pp", "2"]
-    argv += ["--global-batch", "4", "--seq", "512", "-o", str(out), "--json", *flag]
-    assert main(argv) == 0
-    payload = json.loads(capsys.readouterr().out)
-    stage1 = load(payload["files"][1])
+    argv = ["--gpus", "8", "--tp", "4", "--pp", "2", "--global-batch", "4", "--seq", "512"]
+    stage1 = load(_generate_files(tmp_path, capsys, [*argv, *flag])[1])
     sizes = {
         get_attr(n, "comm_size")
         for n in stage1
@@ -91,3 +97,14 @@ def test_generate_pipeline_scatter_gather_flag(
     }
     full = 2 * 512 * 2304  # one sequence's activation, 16-bit
     assert sizes == {full if flag else full // 4}
+
+
+@pytest.mark.parametrize("flag", [[], ["--no-gemm-bias-fusion"]])
+def test_generate_gemm_bias_fusion_flag(
+    flag: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--no-gemm-bias-fusion`` gives the QKV bias its own node (op granularity)."""
+    argv = ["--gpus", "2", "--tp", "2", "--granularity", "op", "--global-batch", "1"]
+    files = _generate_files(tmp_path, capsys, [*argv, "--seq", "256", *flag])
+    names = {n.name for n in load(files[0])}
+    assert ("L0.fwd.mb0.qkv_bias" in names) == bool(flag)

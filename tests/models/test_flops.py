@@ -129,3 +129,36 @@ def test_gqa_reduces_projection_flops() -> None:
     gqa = mha.model_copy(update={"num_kv_heads": 4})
     plan = ParallelPlan()
     assert layer_cost(gqa, plan, False).fwd_flops < layer_cost(mha, plan, False).fwd_flops
+
+
+def test_elementwise_kernels_move_what_megatron_s_kernels_move() -> None:
+    """Bytes of the kernels around the GEMMs: the fused bias-GeLU reads its input and writes
+    its output (backward: gradient and input in, gradient out, and the bias gradient reads
+    it again); SwiGLU reads two inputs; Megatron-LM 2022's QKV bias and unfused attention's
+    context copy are kernels of their own, absent with GEMM-epilogue bias and fused attention."""
+    gelu = ModelSpec(
+        num_layers=1, hidden_size=1024, num_heads=16, vocab_size=100, seq_len=128, bias=True
+    )
+    tp, t = 2, 128
+    legacy = ParallelPlan(tp=tp, attention="unfused", gemm_bias_fusion=False)
+    ops = {op.name: op for op in layer_cost(gelu, legacy, False).ops}
+    f = gelu.ffn_size // tp
+    assert (ops["mlp_act"].fwd_bytes, ops["mlp_act"].bwd_bytes) == (4 * t * f, 8 * t * f)
+    qkv_out = 3 * 1024 // tp
+    assert (ops["qkv_bias"].fwd_bytes, ops["qkv_bias"].bwd_bytes) == (
+        4 * t * qkv_out,
+        2 * t * qkv_out,
+    )
+    context = 2 * 2 * t * 1024 // tp
+    assert ops["attn_context"].fwd_bytes == ops["attn_context"].bwd_bytes == context
+    assert ops["attn_context"].recompute_selective  # part of the core attention
+    modern = {op.name for op in layer_cost(gelu, ParallelPlan(tp=tp), False).ops}
+    assert not modern & {"qkv_bias", "attn_context"}
+    swiglu = gelu.model_copy(update={"gated_mlp": True, "bias": False})
+    act = next(
+        op
+        for op in layer_cost(swiglu, ParallelPlan(tp=tp), False).ops
+        if op.kind == "vector" and op.name == "mlp_act"
+    )
+    f = swiglu.ffn_size // tp
+    assert (act.fwd_bytes, act.bwd_bytes) == (6 * t * f, 10 * t * f)
