@@ -7,13 +7,20 @@ this once keeps the event loop free of protobuf access and attribute lookups.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import chakra_et
 from chakra_et import CollectiveCommType, ETGraph, NodeType, attr_value
 from engine._errors import WorkloadError
-from models import COMM_SMS_ATTR, ROOFLINE_ATTR, DeviceSpec, ModelsError, roofline_time_us
+from models import (
+    COMM_BESIDE_ATTR,
+    COMM_SMS_ATTR,
+    ROOFLINE_ATTR,
+    DeviceSpec,
+    ModelsError,
+    roofline_time_us,
+)
 
 __all__ = [
     "COLLECTIVE_OPS",
@@ -27,6 +34,7 @@ __all__ = [
     "K_SEND",
     "Program",
     "compile_program",
+    "stretch_beside",
 ]
 
 K_COMP, K_CPU, K_COLL, K_SEND, K_RECV, K_MEM, K_NOOP = range(7)
@@ -52,7 +60,9 @@ _SEND = int(NodeType.COMM_SEND_NODE)
 _RECV = int(NodeType.COMM_RECV_NODE)
 _MEM = (int(NodeType.MEM_LOAD_NODE), int(NodeType.MEM_STORE_NODE))
 _COLL_ATTRS = frozenset(("comm_type", "comm_size", "pg_name", "stream"))
-_ROOFLINE_ATTRS = frozenset(("num_ops", "tensor_size", "dtype", "gemm_shape", COMM_SMS_ATTR))
+_ROOFLINE_ATTRS = frozenset(
+    ("num_ops", "tensor_size", "dtype", "gemm_shape", COMM_SMS_ATTR, COMM_BESIDE_ATTR)
+)
 
 
 @dataclass
@@ -72,6 +82,9 @@ class Program:
     p2p: dict[int, tuple[int, int, int, int]] = field(default_factory=dict)
     #: collective index -> the node's ``stream`` attribute (group kind), when present
     streams: dict[int, str] = field(default_factory=dict)
+    #: compute index -> (indices of the collectives beside it, SMs they hold): its duration
+    #: is stretched for their time (``stretch_beside``)
+    beside: dict[int, tuple[tuple[int, ...], int]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -184,6 +197,7 @@ def compile_program(
         node_type = node.type
         if node_type == _COMP:
             cpu, flops, size, node_dtype, comm_sms = False, 0, 0, dtype, 0
+            beside: tuple[int, ...] = ()
             shape: tuple[int, int, int] | None = None
             ops: tuple[int, ...] | None = None
             attrs = node.attr
@@ -202,12 +216,28 @@ def compile_program(
                         elif name == "gemm_shape":
                             if isinstance(value, list) and len(value) == 3:
                                 shape = (int(value[0]), int(value[1]), int(value[2]))
-                        elif name == COMM_SMS_ATTR:
-                            if isinstance(value, int) and not isinstance(value, bool):
-                                comm_sms = value
+                        elif name in (COMM_SMS_ATTR, COMM_BESIDE_ATTR):
+                            raw = value if isinstance(value, list) else [value]
+                            listed = [
+                                v for v in raw if isinstance(v, int) and not isinstance(v, bool)
+                            ]
+                            single = name == COMM_SMS_ATTR
+                            if not listed or len(listed) != len(raw) or (single and len(raw) > 1):
+                                what = "an integer" if single else "node ids"
+                                raise WorkloadError(
+                                    f"rank {rank}: node {node.id} ({node.name}): {name} must "
+                                    f"be {what}, got {value!r}"
+                                )
+                            if single:
+                                comm_sms = listed[0]
+                            else:
+                                beside = tuple(listed)
                         elif isinstance(value, int) and not isinstance(value, bool):
                             flops, size = (value, size) if name == "num_ops" else (flops, value)
             kinds[i] = K_CPU if cpu else K_COMP
+            if beside and comm_sms:
+                program.beside[i] = (beside, comm_sms)  # ids until resolved below
+                comm_sms = 0  # held only while that collective runs: stretch_beside
             micros = node.duration_micros
             if micros:
                 duration = micros * 1000.0 * duration_scale
@@ -286,4 +316,40 @@ def compile_program(
             kinds[i] = K_MEM
             mem_bytes = _int(node, "tensor_size", None) or _int(node, "comm_size", 0) or 0
             durations[i] = mem_bytes / memory_bandwidth_gbps  # bytes / (GB/s) = ns
+    for i, (node_ids, sms) in program.beside.items():
+        resolved: list[int] = []
+        for node_id in node_ids:
+            j = index_get(node_id)
+            if j is None or j not in program.collectives:
+                raise WorkloadError(
+                    f"rank {rank}: node {ids[i]} ({program.names[i]}): {COMM_BESIDE_ATTR} "
+                    f"names node {node_id}, which is not a collective of this rank"
+                )
+            resolved.append(j)
+        program.beside[i] = (tuple(resolved), sms)
     return program
+
+
+def stretch_beside(
+    program: Program, device: DeviceSpec, collective_ns: Callable[[int], float]
+) -> None:
+    """Stretch the compute nodes that run beside an SM-holding collective, in place.
+
+    While the collectives beside it run (one after another on their stream: ``c``, the sum
+    of ``collective_ns(j)``, their uncontended times), the node computes on ``num_sms - k`` of
+    the device's SMs; after, on all of them. A node of ``d`` ns alone takes
+    ``min(d N / (N - k), d + c k / N)``: the first when it ends before they do.
+    """
+    total = device.num_sms
+    if total is None:
+        return
+    for i, (collectives, held) in program.beside.items():
+        if held >= total:
+            raise WorkloadError(
+                f"rank {program.rank}: node {program.ids[i]} ({program.names[i]}): "
+                f"{COMM_SMS_ATTR}={held} leaves no SM of device {device.name} "
+                f"(num_sms={total}) to compute on"
+            )
+        alone = program.duration_ns[i]
+        beside = sum(collective_ns(j) for j in collectives)
+        program.duration_ns[i] = min(alone * total / (total - held), alone + beside * held / total)

@@ -8,7 +8,7 @@ from functools import cache
 
 from collectives import CollectiveError, collective_time_us, compressed_sync_time_us
 from engine._errors import WorkloadError
-from engine._program import K_SEND, Program, compile_program
+from engine._program import K_SEND, Program, compile_program, stretch_beside
 from engine._result import StepMetrics, StepResult
 from engine._sim import run_programs
 from engine._system import System
@@ -153,6 +153,20 @@ def _simulate(
             )
         except CollectiveError as exc:
             raise WorkloadError(f"{op} of {size} bytes on ranks {group[:8]}: {exc}") from None
+
+    stretched: set[int] = set()
+    for rank, program in programs.items():
+        # Ranks sharing a compiled graph share its durations: stretch them once.
+        if not program.beside or id(program.duration_ns) in stretched:
+            continue
+        stretched.add(id(program.duration_ns))
+
+        def collective_ns(j: int, rank: int = rank, program: Program = program) -> float:
+            op, size, pg = program.collectives[j]
+            kind = program.streams.get(j, "")
+            return coster(op, size, groups[group_of(rank, pg)], kind)
+
+        stretch_beside(program, device, collective_ns)
 
     timeline = run_programs(
         programs,

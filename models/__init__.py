@@ -59,10 +59,17 @@ from models._plan import (
 )
 from models._presets import MODEL_PRESETS, model_preset
 from models._ranks import GROUP_KINDS, RankCoord, RankLayout
-from models._roofline import COMM_SMS_ATTR, ROOFLINE_ATTR, encode_roofline, roofline_time_us
+from models._roofline import (
+    COMM_BESIDE_ATTR,
+    COMM_SMS_ATTR,
+    ROOFLINE_ATTR,
+    encode_roofline,
+    roofline_time_us,
+)
 from models._spec import ModelSpec, Projection
 
 __all__ = [
+    "COMM_BESIDE_ATTR",
     "COMM_SMS_ATTR",
     "DEVICE_PRESETS",
     "GROUP_KINDS",

@@ -13,7 +13,7 @@ from chakra_et import Node, NodeType, make_attr
 from models._device import DeviceSpec
 from models._plan import ParallelPlan
 from models._ranks import RankLayout
-from models._roofline import COMM_SMS_ATTR, ROOFLINE_ATTR, roofline_time_us
+from models._roofline import COMM_BESIDE_ATTR, COMM_SMS_ATTR, ROOFLINE_ATTR, roofline_time_us
 from models._spec import ModelSpec
 
 __all__ = ["COMP", "ETBuilder"]
@@ -144,7 +144,8 @@ class ETBuilder:
             if isinstance(roofline, tuple):
                 time_us = roofline_time_us(self.device, roofline, self.plan.dtype)
             else:
-                comm_sms = attrs.get(COMM_SMS_ATTR, 0)
+                # A margin that lasts only while a collective runs is the engine's to apply.
+                comm_sms = 0 if COMM_BESIDE_ATTR in attrs else attrs.get(COMM_SMS_ATTR, 0)
                 time_us = self.device.op_time_us(
                     flops,
                     size,
@@ -175,11 +176,14 @@ class ETBuilder:
         deps: Sequence[int],
         *,
         overlap: bool = True,
+        beside_next: bool = False,
     ) -> int:
         """Add a collective after ``deps``; return its id, or the last dep when it is a no-op.
 
         With TP overlap a TP collective runs beside the next compute node and returns the last
         dep; ``overlap=False`` leaves it to the caller (it returns the collective's id).
+        ``beside_next`` puts any collective beside the next compute node that way and returns
+        its id.
         """
         pg = self.pg(kind) if size > 0 else None
         if pg is None:
@@ -195,9 +199,9 @@ class ETBuilder:
             }
             encoded = self._coll_cache[key] = _encode(attrs)
         nid = self._add_encoded(name, _COLL, encoded, (*deps, *self._blocking))
-        if overlap and self.overlap_tp and kind == "tp" and deps:
+        if deps and (beside_next or (overlap and self.overlap_tp and kind == "tp")):
             self._tp_new.append(nid)
-            return deps[-1]
+            return nid if beside_next else deps[-1]
         return nid
 
     def p2p(

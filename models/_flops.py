@@ -30,7 +30,10 @@ from models._spec import ModelSpec
 
 __all__ = [
     "ACT_BYTES",
+    "NCCL_COMM_SMS",
     "TE_COMM_SMS",
+    "TP_COLUMN_GEMMS",
+    "TP_ROW_GEMMS",
     "LayerCost",
     "OpCost",
     "StepFlops",
@@ -87,12 +90,23 @@ class OpCost:
         if shape is None or (self.dgrad_chunks == 1 and self.fwd_chunks == 1):
             flops = round(self.bwd_kernel_flops_factor * self.fwd_flops)
             return [(self.kind, flops, self.bwd_bytes, shape)]
-        m, n, k = shape
+        return list(self.gradient_kernels())
+
+    def gradient_kernels(
+        self,
+    ) -> tuple[
+        tuple[str, int, int, tuple[int, int, int]], tuple[str, int, int, tuple[int, int, int]]
+    ]:
+        """A GEMM's backward as two kernels, the data gradient (in ``dgrad_chunks``) and the
+        weight gradient: ``(kind, flops, bytes, shape)`` each."""
+        if self.gemm_shape is None:
+            raise ValueError(f"op {self.name!r} is not a GEMM")
+        m, n, k = self.gemm_shape
         half = self.bwd_bytes // 2
-        return [
+        return (
             (self.kind, self.fwd_flops, half, (max(1, m // self.dgrad_chunks), k, n)),
             (self.kind, self.fwd_flops, self.bwd_bytes - half, (k, n, m)),
-        ]
+        )
 
 
 @dataclass(frozen=True)
@@ -265,12 +279,23 @@ _RS_PIPELINE_SPLITS = 4
 #: exchange moves data with copy engines and one SM, and takes no margin.
 TE_COMM_SMS = 16
 
+#: SMs an NCCL collective over NVLink holds while a GEMM runs beside it: Calculon charges such
+#: traffic 0.15 of the processor (its ``systems/a100_80g.json`` and ``h100_80g_nvl8.json``),
+#: 16 of an A100's 108 SMs.
+NCCL_COMM_SMS = 16
+
+#: The GEMMs of a block that tensor parallelism splits by output (column-parallel: their
+#: inputs are all-gathered under sequence parallelism) and by input (row-parallel: their
+#: outputs reduce-scattered).
+TP_COLUMN_GEMMS = ("qkv", "fc1")
+TP_ROW_GEMMS = ("o", "fc2")
+
 
 def _overlap_chunks(op: OpCost, tp: int) -> OpCost:
     """``op`` as it runs with TP communication overlapped (Transformer Engine userbuffers)."""
-    if op.name in ("qkv", "fc1"):
+    if op.name in TP_COLUMN_GEMMS:
         return replace(op, fwd_chunks=tp)
-    if op.name in ("o", "fc2"):
+    if op.name in TP_ROW_GEMMS:
         return replace(op, fwd_chunks=_RS_PIPELINE_SPLITS, dgrad_chunks=tp)
     return op
 

@@ -10,12 +10,22 @@ schedule, gradient synchronisation and optimizer are ``models._generate``'s.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 
 from chakra_et import CollectiveCommType
 from models._et_builder import ETBuilder
-from models._flops import ACT_BYTES, TE_COMM_SMS, LayerCost, OpCost, layer_cost
+from models._flops import (
+    ACT_BYTES,
+    NCCL_COMM_SMS,
+    TE_COMM_SMS,
+    TP_COLUMN_GEMMS,
+    TP_ROW_GEMMS,
+    LayerCost,
+    OpCost,
+    layer_cost,
+)
 from models._plan import stage_layer_ranges
-from models._roofline import COMM_SMS_ATTR, ROOFLINE_ATTR, encode_roofline
+from models._roofline import COMM_BESIDE_ATTR, COMM_SMS_ATTR, ROOFLINE_ATTR, encode_roofline
 
 __all__: list[str] = []
 
@@ -59,6 +69,11 @@ class _LayerProgram:
         # Transformer Engine's userbuffers overlap (Megatron allows it only with sequence
         # parallelism): each TP exchange runs beside the GEMM it feeds or drains.
         self.te_overlap = plan.overlap_tp_comm and plan.tp > 1 and plan.sequence_parallel
+        # Sequence parallelism keeps only a shard of a column-parallel GEMM's input, so its
+        # backward re-gathers it beside the data gradient and reduce-scatters that gradient
+        # beside the weight gradient (Megatron-LM's LinearWithGradAccumulationAndAsync-
+        # Communication and Transformer Engine alike: NCCL, or TE's bulk userbuffers).
+        self.sp_backward = plan.sequence_parallel and plan.tp > 1
         self.dense_cost = layer_cost(model, plan, False)
         self.moe_cost = layer_cost(model, plan, True) if model.is_moe else None
         self._rooflines: dict[tuple[bool, str], tuple[int, ...]] = {}
@@ -169,10 +184,25 @@ class _LayerProgram:
         # exchanges, its context-parallel gather and its expert dispatch and combine.
         full = phase == "bwd" and plan.recompute == "full"
         count = 4 if full else 2
-        # With TE overlap the backward also re-gathers the column-parallel GEMMs' inputs for
-        # their weight gradients (sequence parallelism keeps only a shard of them).
-        regather = 2 if self.te_overlap and phase == "bwd" else 0
-        prev = self._tp_gather(tag, prev, count + regather)
+        # With sequence parallelism the backward also re-gathers the column-parallel GEMMs'
+        # inputs for their weight gradients and reduce-scatters their input gradients, beside
+        # their data and weight gradients: here beside the layer's node, which the next waits
+        # for, and which loses the SMs their kernels hold while they run.
+        bulk = 0
+        if self.sp_backward and phase == "bwd":
+            bulk = sum(op.name in TP_COLUMN_GEMMS for op in cost.ops)
+        prev = self._tp_gather(tag, prev, count)
+        shard, full_size = self._tp_full() // plan.tp, self._tp_full()
+        beside = [
+            b.coll(f"{tag}.tp_ag{_suffix(count + i)}", "tp", _AG, shard, [prev], beside_next=True)
+            for i in range(bulk)
+        ]
+        beside += [
+            b.coll(f"{tag}.tp_rs{_suffix(i)}", "tp", _RS, full_size, [prev], beside_next=True)
+            for i in range(count - bulk, count)
+        ]
+        if beside and not self.te_overlap:  # TE's margin is kept to op granularity
+            extra.update(self._held(beside))
         prev = b.comp(tag, flops, size, prev, {**attrs, **extra})
         if full:
             prev = self._cp_exchange(f"{tag}.recompute", "fwd", prev)
@@ -182,7 +212,7 @@ class _LayerProgram:
                 for step in ("ep_dispatch", "ep_combine"):
                     name = f"{tag}.{step}{_suffix(i)}"
                     prev = b.coll(name, "ep", _A2A, self._ep_bytes(), [prev])
-        return self._tp_reduce(tag, prev, count)
+        return self._tp_reduce(tag, prev, count - bulk)
 
     def _layer_fine(self, layer: int, phase: str, prev: int, attrs: dict[str, object]) -> int:
         b, plan, cost = self.b, self.plan, self._cost(layer)
@@ -200,11 +230,17 @@ class _LayerProgram:
                     # Recomputing the whole forward repeats its communication too.
                     comm = plan.recompute == "full"
                     prev = self._fine_op(name, op, "fwd", prev, rattrs, last, comm=comm)
+        # A norm feeding a column-parallel GEMM needs no exchange of its own in the backward
+        # under sequence parallelism: the GEMM's backward reduce-scattered its input gradient.
+        quiet: set[str] = set()
+        if phase == "bwd" and self.sp_backward:
+            quiet = {a.name for a, c in pairwise(ops) if c.name in TP_COLUMN_GEMMS}
         if phase == "bwd":
             ops = tuple(reversed(ops))
         for op in ops:
             name = f"{tag}.{op.name}"
-            prev = self._fine_op(name, op, phase, prev, {**attrs, "layer": layer}, last)
+            comm = op.name not in quiet
+            prev = self._fine_op(name, op, phase, prev, {**attrs, "layer": layer}, last, comm=comm)
         accum = self._grad_accum_bytes(layer) if phase == "bwd" else 0
         if accum:
             gattrs = {**attrs, "layer": layer, "op": "grad_accum"}
@@ -227,77 +263,84 @@ class _LayerProgram:
         op_attrs: dict[str, object] = {**attrs, "op": op.name}
         if op.gemm_shape is not None:
             op_attrs["gemm_shape"] = op.gemm_shape
-        if self.te_overlap and op.fwd_chunks > 1 and comm:
-            return self._te_gemm(name, op, phase, prev, op_attrs)
         fwd = phase == "fwd"
+        if comm and not fwd and self.sp_backward and op.name in TP_COLUMN_GEMMS + TP_ROW_GEMMS:
+            return self._gemm_backward(name, op, prev, op_attrs)
+        if comm and fwd and self.te_overlap and op.fwd_chunks > 1:
+            return self._te_forward(name, op, prev, op_attrs)
         flops = op.fwd_flops if fwd else op.bwd_flops
         size = op.fwd_bytes if fwd else op.bwd_bytes
         prev = b.comp(name, flops, size, prev, {**op_attrs, **_op_roofline(op, phase)})
         if not comm:
             return prev
-        if self.te_overlap and not fwd and op.name in ("attn_norm", "mlp_norm"):
-            return prev  # its input gradient was reduce-scattered beside the GEMM's wgrad
         return self._op_comm(name, op.name, phase, prev, last)
 
-    def _te_gemm(
-        self,
-        name: str,
-        op: OpCost,
-        phase: str,
-        prev: int,
-        attrs: dict[str, object],
-    ) -> int:
-        """A TP GEMM with Transformer Engine's default overlap (``initialize_ub``).
+    def _te_forward(self, name: str, op: OpCost, prev: int, attrs: dict[str, object]) -> int:
+        """A TP GEMM's forward with Transformer Engine's default overlap (``initialize_ub``).
 
-        Forward: a column-parallel GEMM (QKV, FC1) consumes the ring-exchanged all-gather
-        issued after the norm; a row-parallel one (projection, FC2) runs in ``fwd_chunks``
-        chunks, each chunk's reduce-scatter after it while the next chunk computes (the
-        pipelined method), and the residual add waits for the last. Backward: a row-parallel
-        GEMM's data gradient runs beside the all-gather of its output gradient, its weight
-        gradient after it; a column-parallel GEMM's data gradient runs beside the re-gather of
-        its input (the "bulk" method) and its weight gradient beside the reduce-scatter of
-        that data gradient, which the norm before it waits for. The GEMMs beside the pipelined
-        and bulk exchanges compute on the SMs those kernels leave (``TE_COMM_SMS``).
+        A column-parallel GEMM (QKV, FC1) consumes the ring-exchanged all-gather issued after
+        the norm; a row-parallel one (projection, FC2) runs in ``fwd_chunks`` chunks, each
+        chunk's reduce-scatter after it while the next chunk computes (the pipelined method,
+        whose 16-SM kernels leave the chunks the other SMs, ``TE_COMM_SMS``), and the residual
+        add waits for the last.
+        """
+        b = self.b
+        full = self._tp_full()
+        _, flops, size, shape = op.kernels("fwd")[0]
+        if op.name in TP_COLUMN_GEMMS:
+            prev = b.comp(name, flops, size, prev, {**attrs, "gemm_shape": shape})
+            return self._cp_exchange(name, "fwd", prev) if op.name == "qkv" else prev
+        chunk_attrs = {**attrs, "gemm_shape": shape, COMM_SMS_ATTR: TE_COMM_SMS}
+        k = op.fwd_chunks
+        reduces = []
+        for i in range(k):
+            rest = i == k - 1
+            cf = flops // k + (flops % k if rest else 0)
+            cs = size // k + (size % k if rest else 0)
+            prev = b.comp(f"{name}.chunk{i}", cf, cs, prev, chunk_attrs)
+            part = full // k + (full % k if rest else 0)
+            reduces.append(b.coll(f"{name}.tp_rs.chunk{i}", "tp", _RS, part, [prev], overlap=False))
+        b.wait_before_next_compute(reduces)
+        return prev
+
+    def _gemm_backward(self, name: str, op: OpCost, prev: int, attrs: dict[str, object]) -> int:
+        """A TP GEMM's backward under sequence parallelism: data and weight gradient nodes.
+
+        A row-parallel GEMM (projection, FC2) first all-gathers its output gradient: beside
+        its data gradient with TE overlap (a ring exchange), before it otherwise (NCCL). A
+        column-parallel one (QKV, FC1) runs its data gradient beside the re-gather of its
+        input and its weight gradient, which needs that input, beside the reduce-scatter of
+        the data gradient; the norm before it waits for that. Those two GEMMs compute on the
+        SMs the exchanges leave: TE's bulk kernels hold ``TE_COMM_SMS``, NCCL's
+        ``NCCL_COMM_SMS``.
         """
         b = self.b
         full = self._tp_full()
         shard = full // self.plan.tp
-        # Only the row-parallel GEMMs' data gradients run in chunks (``_overlap_chunks``).
-        row_parallel = op.dgrad_chunks > 1
-        if phase == "fwd":
-            _, flops, size, shape = op.kernels("fwd")[0]
-            if not row_parallel:
-                prev = b.comp(name, flops, size, prev, {**attrs, "gemm_shape": shape})
-                return self._cp_exchange(name, phase, prev) if op.name == "qkv" else prev
-            chunk_attrs = {**attrs, "gemm_shape": shape, COMM_SMS_ATTR: TE_COMM_SMS}
-            k = op.fwd_chunks
-            reduces = []
-            for i in range(k):
-                rest = i == k - 1
-                cf = flops // k + (flops % k if rest else 0)
-                cs = size // k + (size % k if rest else 0)
-                prev = b.comp(f"{name}.chunk{i}", cf, cs, prev, chunk_attrs)
-                part = full // k + (full % k if rest else 0)
-                reduces.append(
-                    b.coll(f"{name}.tp_rs.chunk{i}", "tp", _RS, part, [prev], overlap=False)
-                )
-            b.wait_before_next_compute(reduces)
-            return prev
-        (_, dflops, dbytes, dshape), (_, wflops, wbytes, wshape) = op.kernels("bwd")
-        gather = f"{name}.tp_ag" if row_parallel else f"{name}.input.tp_ag"
-        # The row-parallel data gradient's ring exchange takes no SMs; the bulk exchanges beside
-        # the column-parallel data and weight gradients do.
-        margin = {} if row_parallel else {COMM_SMS_ATTR: TE_COMM_SMS}
-        prev = b.coll(gather, "tp", _AG, shard, [prev])
-        dattrs = {**attrs, "gemm_shape": dshape, **margin}
-        prev = b.comp(f"{name}.dgrad", dflops, dbytes, prev, dattrs)
-        if not row_parallel:
-            prev = b.coll(f"{name}.tp_rs", "tp", _RS, full, [prev])
-        wattrs = {**attrs, "gemm_shape": wshape, **margin}
-        prev = b.comp(f"{name}.wgrad", wflops, wbytes, prev, wattrs)
+        (_, dflops, dbytes, dshape), (_, wflops, wbytes, wshape) = op.gradient_kernels()
+        dattrs = {**attrs, "gemm_shape": dshape}
+        wattrs = {**attrs, "gemm_shape": wshape}
+        if op.name in TP_ROW_GEMMS:
+            # With TE overlap the builder puts the gather beside the next compute node.
+            prev = b.coll(f"{name}.tp_ag", "tp", _AG, shard, [prev])
+            prev = b.comp(f"{name}.dgrad", dflops, dbytes, prev, dattrs)
+            return b.comp(f"{name}.wgrad", wflops, wbytes, prev, wattrs)
+        gather = b.coll(f"{name}.input.tp_ag", "tp", _AG, shard, [prev], overlap=False)
+        prev = b.comp(f"{name}.dgrad", dflops, dbytes, prev, {**dattrs, **self._held([gather])})
+        b.wait_before_next_compute([gather])
+        reduce = b.coll(f"{name}.tp_rs", "tp", _RS, full, [prev], overlap=False)
+        prev = b.comp(f"{name}.wgrad", wflops, wbytes, prev, {**wattrs, **self._held([reduce])})
+        b.wait_before_next_compute([reduce])
         if op.name == "qkv":
-            prev = self._cp_exchange(name, phase, prev)
+            prev = self._cp_exchange(name, "bwd", prev)
         return prev
+
+    def _held(self, collectives: list[int]) -> dict[str, object]:
+        """Attributes of a GEMM beside ``collectives``: TE's bulk kernels reserve their SMs for
+        the whole GEMM (``set_sm_margin``); NCCL collectives hold theirs while they run."""
+        if self.te_overlap:
+            return {COMM_SMS_ATTR: TE_COMM_SMS}
+        return {COMM_SMS_ATTR: NCCL_COMM_SMS, COMM_BESIDE_ATTR: tuple(collectives)}
 
     def _op_comm(self, name: str, op: str, phase: str, prev: int, last: str) -> int:
         """The communication that follows op ``op`` of a layer (TP, CP or EP), if any."""

@@ -9,7 +9,10 @@ attention in a causal decoder skips the masked half of the scores, so it carries
 nominal FLOPs (model FLOPs still count all of them, as Megatron-LM's formula does).
 
 A single-operation node may also carry ``comm_sms``: the SMs that communication kernels running
-beside it hold, which it cannot compute on (``DeviceSpec.op_time_us``).
+beside it hold, which it cannot compute on (``DeviceSpec.op_time_us``). With ``comm_beside``,
+the id of that communication node, it loses them only while that node runs (the engine
+stretches it once the collective's time is known); without, for its whole run (a reserved
+margin).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from models._device import DeviceSpec
 
 __all__ = [
+    "COMM_BESIDE_ATTR",
     "COMM_SMS_ATTR",
     "OP_ATTENTION",
     "OP_GEMM",
@@ -30,6 +34,7 @@ __all__ = [
 
 ROOFLINE_ATTR = "roofline_ops"
 COMM_SMS_ATTR = "comm_sms"
+COMM_BESIDE_ATTR = "comm_beside"
 OP_VECTOR, OP_GEMM, OP_ATTENTION = 0, 1, 2
 _CLASSES = {"vector": OP_VECTOR, "gemm": OP_GEMM, "attention": OP_ATTENTION}
 _FIELDS = 6

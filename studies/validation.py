@@ -31,6 +31,10 @@ per-row value:
   ran the same kernels without reserving, so there the margin is an upper bound) and
   ``--overlap-param-gather`` (it exists only with the distributed optimizer, so it implies
   that);
+* sequence parallelism's backward re-gathers each column-parallel GEMM's input beside its
+  data gradient and reduce-scatters that gradient beside its weight gradient, as Megatron-LM
+  (2022 on) and Transformer Engine do; NCCL's kernels hold 16 SMs while they run (Calculon's
+  0.15 of the processor for NVLink traffic);
 * collectives are costed by the NCCL model (``collectives.NcclModel``: NCCL's own protocol
   latencies per ring step, 0.78 of NVLink and 0.92 of NIC bandwidth) on the device's built-in
   cluster (``engine.cluster_system``): one global setting for every row. The nccl-tests rows

@@ -185,3 +185,31 @@ def test_a_node_beside_sm_holding_communication_computes_on_the_other_sms() -> N
     node = new_node(7, "fc2.chunk0", COMP, attrs={**attrs, "comm_sms": device.num_sms})
     with pytest.raises(WorkloadError, match=r"node 7 \(fc2.chunk0\): comm_sms="):
         simulate(Workload.from_graphs({0: ETGraph(nodes=[node])}, world_size=1), _system(2))
+
+
+def test_a_node_beside_a_collective_loses_its_sms_only_while_it_runs() -> None:
+    """``comm_beside`` bounds the margin to the collective's time: a node of d ns beside a
+    collective of c ns holding k of N SMs takes min(d N / (N - k), d + c k / N)."""
+    device = System().device_spec
+    assert device.num_sms is not None
+    total, held = device.num_sms, 16
+    for size in (1 << 20, 1 << 28):  # a collective shorter, then longer, than the node
+        graphs = {}
+        for rank in range(2):
+            coll = new_node(
+                0, "tp_ag", COLL, attrs={"comm_type": AR, "comm_size": size, "pg_name": "tp"}
+            )
+            attrs = {"num_ops": 10**12, "comm_sms": held, "comm_beside": 0}
+            graphs[rank] = ETGraph(nodes=[coll, new_node(1, "dgrad", COMP, attrs=attrs)])
+        workload = Workload.from_graphs(graphs, world_size=2, groups={"tp": (0, 1)})
+        result = simulate(workload, _system(2))
+        starts, ends = result.timeline.start_ns[0], result.timeline.end_ns[0]
+        collective, node = ends[0] - starts[0], ends[1] - starts[1]
+        alone = device.op_time_us(10**12, 0) * 1000
+        expected = min(alone * total / (total - held), alone + collective * held / total)
+        assert node == pytest.approx(expected)
+        assert alone < node <= alone * total / (total - held)
+    bad = new_node(1, "dgrad", COMP, attrs={"num_ops": 10**12, "comm_sms": 16, "comm_beside": 5})
+    message = r"node 1 \(dgrad\): comm_beside names node 5, which is not a collective"
+    with pytest.raises(WorkloadError, match=message):
+        simulate(Workload.from_graphs({0: ETGraph(nodes=[bad])}, world_size=1), _system(2))

@@ -12,6 +12,7 @@ from engine import (
     VariabilitySpec,
     Workload,
     cluster_system,
+    default_granularity,
     load_variability,
     plan_workload,
     sample_steps,
@@ -29,8 +30,9 @@ def _small_model(layers: int = 4) -> ModelSpec:
 def _both_modes(plan: ParallelPlan, layers: int = 4) -> tuple[Workload, Workload]:
     """The rank-class workload of a plan and its per-rank counterpart (every rank)."""
     model = _small_model(layers)
+    granularity = default_granularity(plan)  # what plan_workload uses
     per_rank = Workload.from_graphs(
-        {r: generate_rank(model, plan, r) for r in range(plan.num_gpus)},
+        {r: generate_rank(model, plan, r, granularity=granularity) for r in range(plan.num_gpus)},
         world_size=plan.num_gpus,
     )
     return plan_workload(model, plan), per_rank

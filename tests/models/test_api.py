@@ -11,6 +11,7 @@ def test_all_is_the_curated_public_api() -> None:
             "Attention",
             "ROOFLINE_ATTR",
             "COMM_SMS_ATTR",
+            "COMM_BESIDE_ATTR",
             "encode_roofline",
             "roofline_time_us",
             "DEVICE_PRESETS",

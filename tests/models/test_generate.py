@@ -518,6 +518,31 @@ def test_te_overlap_puts_each_exchange_beside_its_gemm() -> None:
     assert len(layer0) == 2 * 4 + 2 * 2  # o, fc2 chunks; qkv, fc1 dgrad and wgrad
 
 
+def test_sequence_parallel_backward_overlaps_its_exchanges_with_the_gradients() -> None:
+    """Without TE overlap, sequence parallelism's backward (Megatron-LM and TE over NCCL):
+    QKV's data gradient runs beside the re-gather of its input, its weight gradient waits for
+    that and runs beside the reduce-scatter of the data gradient, which the norm waits for;
+    both hold NCCL's SMs only while their collective runs. The projection's output gradient
+    is all-gathered before its data gradient."""
+    plan = ParallelPlan(tp=2, global_batch_size=1, sequence_parallel=True)
+    nodes = generate_rank(DENSE, plan, 0, granularity="op").node_list
+    by_name = {n.name: n for n in nodes}
+    bwd = "L0.bwd.mb0.qkv"
+    gather, rs = by_name[f"{bwd}.input.tp_ag"], by_name[f"{bwd}.tp_rs"]
+    dgrad, wgrad = by_name[f"{bwd}.dgrad"], by_name[f"{bwd}.wgrad"]
+    assert gather.id not in dgrad.data_deps and gather.id in wgrad.data_deps
+    assert list(rs.data_deps) == [dgrad.id] and rs.id not in wgrad.data_deps
+    norm = by_name["L0.bwd.mb0.attn_norm"]
+    assert rs.id in norm.data_deps
+    assert not any(n.name.startswith("L0.bwd.mb0.attn_norm.") for n in nodes)  # no exchange
+    for node, beside in ((dgrad, gather), (wgrad, rs)):
+        attrs = attrs_dict(node.attr)
+        assert (attrs["comm_sms"], attrs["comm_beside"]) == (16, [beside.id])
+    out_grad = by_name["L0.bwd.mb0.o.tp_ag"]
+    assert out_grad.id in by_name["L0.bwd.mb0.o.dgrad"].data_deps
+    assert "comm_sms" not in attrs_dict(by_name["L0.bwd.mb0.o.dgrad"].attr)
+
+
 def test_a_blocking_send_holds_the_collectives_issued_after_it() -> None:
     """Megatron's blocking exchange returns only when the send is done, so the TP all-gathers
     a layer starts with (sequence parallelism) cannot overlap it: layer and op granularity
