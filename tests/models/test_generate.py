@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -541,6 +541,25 @@ def test_sequence_parallel_backward_overlaps_its_exchanges_with_the_gradients() 
     out_grad = by_name["L0.bwd.mb0.o.tp_ag"]
     assert out_grad.id in by_name["L0.bwd.mb0.o.dgrad"].data_deps
     assert "comm_sms" not in attrs_dict(by_name["L0.bwd.mb0.o.dgrad"].attr)
+
+
+def test_moe_layers_keep_every_tp_exchange_with_te_overlap() -> None:
+    """Only a norm feeding a column-parallel GEMM leaves its backward exchange to that GEMM:
+    the norm before an MoE layer's router keeps its own, so op nodes carry the backward TP
+    exchanges layer nodes do (forward ones too, the pipelined chunks summed)."""
+    plan = ParallelPlan(
+        tp=2, ep=2, dp=2, global_batch_size=2, sequence_parallel=True, overlap_tp_comm=True
+    )
+    traffic: dict[str, Counter[tuple[str, int]]] = {}
+    for granularity in ("layer", "op"):
+        nodes = generate_rank(MOE, plan, 0, granularity=granularity).node_list  # type: ignore[arg-type]
+        totals: Counter[tuple[str, int]] = Counter()
+        for n in nodes:
+            if n.type == NodeType.COMM_COLL_NODE and n.name.startswith("L"):
+                phase = n.name.split(".")[1]
+                totals[(phase, _num(n, "comm_type"))] += _num(n, "comm_size")
+        traffic[granularity] = totals
+    assert traffic["op"] == traffic["layer"]
 
 
 def test_a_blocking_send_holds_the_collectives_issued_after_it() -> None:
