@@ -33,10 +33,18 @@ def _attr_blob(name: str, value: object) -> bytes:
 _BLOBS: dict[tuple[str, object, type], bytes] = {}
 
 
+#: Attributes whose values name nodes: nearly every value is new, so caching them would only
+#: grow ``_BLOBS`` with every workload generated.
+_UNCACHED = frozenset((COMM_BESIDE_ATTR,))
+
+
 def _encode(attrs: dict[str, object]) -> bytes:
     """Wire bytes of a Node holding ``is_cpu_op = false`` and ``attrs``."""
     parts = [_IS_GPU_OP]
     for key, value in attrs.items():
+        if key in _UNCACHED:
+            parts.append(_attr_blob(key, value))
+            continue
         cache_key = (key, value, value.__class__)  # keeps 1 and True apart
         blob = _BLOBS.get(cache_key)
         if blob is None:

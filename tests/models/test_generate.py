@@ -581,3 +581,14 @@ def test_a_blocking_send_holds_the_collectives_issued_after_it() -> None:
                     assert n.id in after.data_deps, (granularity, after.name)
                     checked += 1
         assert checked > 0 or granularity == "op"
+
+
+def test_node_naming_attributes_are_not_cached() -> None:
+    """``comm_beside`` values name nodes, new in every workload: the builder's attribute cache
+    must not keep them (it would grow with every plan a sweep generates)."""
+    from models import _et_builder
+
+    plan = ParallelPlan(tp=2, global_batch_size=2, sequence_parallel=True)
+    nodes = generate_rank(DENSE, plan, 0, granularity="op").node_list
+    assert any("comm_beside" in attrs_dict(n.attr) for n in nodes)
+    assert not any(key == "comm_beside" for key, _, _ in _et_builder._BLOBS)
