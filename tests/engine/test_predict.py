@@ -14,7 +14,7 @@ from engine import (
     predict,
     simulate,
 )
-from models import ParallelPlan, model_preset, step_flops
+from models import Granularity, ParallelPlan, model_preset, step_flops
 
 
 def test_cluster_presets_shape() -> None:
@@ -48,17 +48,29 @@ def test_predict_metrics_are_consistent() -> None:
     assert result.breakdown[0].bubble_ns > 0
 
 
-def test_rank_class_equals_per_rank_on_a_generated_plan() -> None:
-    """The generated rank-class ETs and the full per-rank expansion give the same step."""
+@pytest.mark.parametrize(
+    ("sequence_parallel", "granularity"),
+    [(False, "layer"), (True, "layer"), (True, "op")],
+    ids=["plain", "sp-layer", "sp-op"],
+)
+def test_rank_class_equals_per_rank_on_a_generated_plan(
+    sequence_parallel: bool, granularity: Granularity
+) -> None:
+    """The generated rank-class ETs and the full per-rank expansion give the same step, also
+    with the SM-holding exchanges of sequence parallelism's backward (``comm_beside``)."""
     from engine import Workload
     from models import RankLayout, generate_rank
 
-    model = model_preset("gpt-1.7b")
-    plan = ParallelPlan.for_gpus(8, tp=2, pp=2, global_batch_size=8)
+    model = model_preset("gpt-1.7b").model_copy(update={"num_layers": 8})
+    plan = ParallelPlan.for_gpus(
+        8, tp=2, pp=2, global_batch_size=8, sequence_parallel=sequence_parallel
+    )
     system = cluster_system("h100-sxm", 8)
-    classes = simulate(plan_workload(model, plan), system)
+    classes = simulate(plan_workload(model, plan, granularity=granularity), system)
     layout = RankLayout(plan)
-    graphs = {r: generate_rank(model, plan, r) for r in range(plan.num_gpus)}
+    graphs = {
+        r: generate_rank(model, plan, r, granularity=granularity) for r in range(plan.num_gpus)
+    }
     full = simulate(Workload.from_graphs(graphs, world_size=plan.num_gpus), system)
     assert full.step_time_ns == pytest.approx(classes.step_time_ns, rel=1e-12)
     for stage in range(plan.pp):
