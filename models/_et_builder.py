@@ -33,17 +33,40 @@ def _attr_blob(name: str, value: object) -> bytes:
 _BLOBS: dict[tuple[str, object, type], bytes] = {}
 
 
-#: Attributes whose values name nodes: nearly every value is new, so caching them would only
-#: grow ``_BLOBS`` with every workload generated.
-_UNCACHED = frozenset((COMM_BESIDE_ATTR,))
+def _varint(n: int) -> bytes:
+    """Protobuf base-128 varint of a non-negative integer."""
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _length_delimited(tag: int, payload: bytes) -> bytes:
+    return bytes((tag,)) + _varint(len(payload)) + payload
+
+
+#: ``Node.attr`` and ``AttributeProto.int64_list`` are field 10, ``name`` and ``values`` 1,
+#: all length-delimited (wire type 2).
+_FIELD_10, _FIELD_1 = (10 << 3) | 2, (1 << 3) | 2
+
+
+def _id_list_blob(name: str, ids: tuple[int, ...]) -> bytes:
+    """``_attr_blob(name, ids)`` written directly: these values name nodes, new in every
+    workload, so they are neither cached (``_BLOBS`` would grow with every plan) nor built
+    through protobuf objects (several times slower)."""
+    values = _length_delimited(_FIELD_1, b"".join(_varint(i) for i in ids))
+    attr = _length_delimited(_FIELD_1, name.encode()) + _length_delimited(_FIELD_10, values)
+    return _length_delimited(_FIELD_10, attr)
 
 
 def _encode(attrs: dict[str, object]) -> bytes:
     """Wire bytes of a Node holding ``is_cpu_op = false`` and ``attrs``."""
     parts = [_IS_GPU_OP]
     for key, value in attrs.items():
-        if key in _UNCACHED:
-            parts.append(_attr_blob(key, value))
+        if key == COMM_BESIDE_ATTR and isinstance(value, tuple):
+            parts.append(_id_list_blob(key, value))
             continue
         cache_key = (key, value, value.__class__)  # keeps 1 and True apart
         blob = _BLOBS.get(cache_key)

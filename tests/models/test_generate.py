@@ -592,3 +592,15 @@ def test_node_naming_attributes_are_not_cached() -> None:
     nodes = generate_rank(DENSE, plan, 0, granularity="op").node_list
     assert any("comm_beside" in attrs_dict(n.attr) for n in nodes)
     assert not any(key == "comm_beside" for key, _, _ in _et_builder._BLOBS)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=2**40), min_size=1, max_size=80))
+def test_node_id_lists_are_written_as_protobuf_writes_them(ids: list[int]) -> None:
+    """The builder writes ``comm_beside`` without protobuf objects: byte for byte the same."""
+    from models import _et_builder
+
+    value = tuple(ids)
+    assert _et_builder._id_list_blob("comm_beside", value) == _et_builder._attr_blob(
+        "comm_beside", value
+    )
