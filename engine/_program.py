@@ -179,7 +179,7 @@ def compile_program(
         program.duration_ns,
     )
     index_get = index.get
-    roofline_ns: dict[tuple[tuple[int, ...], str], float] = {}
+    roofline_ns: dict[tuple[tuple[int, ...], str, int], float] = {}
     # Repeated-field access on protobuf messages costs ~0.5 µs each: read each field once.
     for i, node in enumerate(nodes):
         ctrl = node.ctrl_deps
@@ -243,14 +243,14 @@ def compile_program(
                 duration = micros * 1000.0 * duration_scale
             elif ops and device is not None:
                 try:
-                    key = (ops, node_dtype)
+                    key = (ops, node_dtype, comm_sms)
                     cached = roofline_ns.get(key)
                     if cached is None:
                         cached = roofline_ns[key] = (
-                            roofline_time_us(device, ops, node_dtype) * 1000.0
+                            roofline_time_us(device, ops, node_dtype, comm_sms=comm_sms) * 1000.0
                         )
                     duration = cached
-                except ValueError as exc:
+                except (ValueError, ModelsError) as exc:
                     raise WorkloadError(
                         f"rank {rank}: node {node.id} ({node.name}): {exc}"
                     ) from None

@@ -172,17 +172,20 @@ class ETBuilder:
         if self.device is not None:
             shape = attrs.get("gemm_shape")
             roofline = attrs.get(ROOFLINE_ATTR)
+            # A margin that lasts only while a collective runs is the engine's to apply.
+            held = 0 if COMM_BESIDE_ATTR in attrs else attrs.get(COMM_SMS_ATTR, 0)
+            comm_sms = held if isinstance(held, int) else 0
             if isinstance(roofline, tuple):
-                time_us = roofline_time_us(self.device, roofline, self.plan.dtype)
+                time_us = roofline_time_us(
+                    self.device, roofline, self.plan.dtype, comm_sms=comm_sms
+                )
             else:
-                # A margin that lasts only while a collective runs is the engine's to apply.
-                comm_sms = 0 if COMM_BESIDE_ATTR in attrs else attrs.get(COMM_SMS_ATTR, 0)
                 time_us = self.device.op_time_us(
                     flops,
                     size,
                     self.plan.dtype,
                     gemm_shape=shape if isinstance(shape, tuple) else None,
-                    comm_sms=comm_sms if isinstance(comm_sms, int) else 0,
+                    comm_sms=comm_sms,
                 )
             duration = max(1, round(time_us)) if flops or size else 0
         return self._add_encoded(name, COMP, _encode(full), (prev, *due), duration)

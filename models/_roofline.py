@@ -54,19 +54,22 @@ def encode_roofline(
     return tuple(out)
 
 
-def roofline_time_us(device: DeviceSpec, entries: Sequence[int], dtype: str = "bf16") -> float:
-    """Sum of each encoded op's roofline time on ``device`` (microseconds)."""
+def roofline_time_us(
+    device: DeviceSpec, entries: Sequence[int], dtype: str = "bf16", *, comm_sms: int = 0
+) -> float:
+    """Sum of each encoded op's roofline time on ``device`` (microseconds), each computing on
+    the SMs that ``comm_sms`` held by communication beside the node leave."""
     if len(entries) % _FIELDS:
         raise ValueError(f"{ROOFLINE_ATTR} must hold {_FIELDS} integers per op, got {len(entries)}")
     total = 0.0
     for i in range(0, len(entries), _FIELDS):
         code, flops, size, m, n, k = entries[i : i + _FIELDS]
         if code == OP_GEMM and m and n and k:
-            total += device.op_time_us(flops, size, dtype, gemm_shape=(m, n, k))
+            total += device.op_time_us(flops, size, dtype, gemm_shape=(m, n, k), comm_sms=comm_sms)
         elif code == OP_ATTENTION:
-            total += device.op_time_us(flops, size, dtype, attention=True)
+            total += device.op_time_us(flops, size, dtype, attention=True, comm_sms=comm_sms)
         elif code in (OP_VECTOR, OP_GEMM):
-            total += device.op_time_us(flops, size, dtype)
+            total += device.op_time_us(flops, size, dtype, comm_sms=comm_sms)
         else:
             raise ValueError(f"{ROOFLINE_ATTR}: unknown op class {code}")
     return total

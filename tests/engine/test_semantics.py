@@ -182,6 +182,14 @@ def test_a_node_beside_sm_holding_communication_computes_on_the_other_sms() -> N
         graphs = {0: ETGraph(nodes=[node])}
         times.append(simulate(Workload.from_graphs(graphs, world_size=1), _system(2)).step_time_ns)
     assert times[1] / times[0] == pytest.approx(device.num_sms / (device.num_sms - 16))
+    # A node listing its operations (``roofline_ops``: one 8192^3 GEMM) likewise.
+    ops = [1, 2 * 8192**3, 0, 8192, 8192, 8192]
+    listed = []
+    for held in (0, 16):
+        node = new_node(1, "layer", COMP, attrs={"roofline_ops": ops, "comm_sms": held})
+        graphs = {0: ETGraph(nodes=[node])}
+        listed.append(simulate(Workload.from_graphs(graphs, world_size=1), _system(2)).step_time_ns)
+    assert listed[1] / listed[0] == pytest.approx(device.num_sms / (device.num_sms - 16))
     node = new_node(7, "fc2.chunk0", COMP, attrs={**attrs, "comm_sms": device.num_sms})
     with pytest.raises(WorkloadError, match=r"node 7 \(fc2.chunk0\): comm_sms="):
         simulate(Workload.from_graphs({0: ETGraph(nodes=[node])}, world_size=1), _system(2))
