@@ -3,8 +3,10 @@
 ``_LayerProgram`` holds what a rank program knows of its stage (model, plan, shapes, costs)
 and emits one layer's forward or backward: at layer granularity one compute node between its
 TP exchanges; at op granularity one node per operation with the communication after it, and,
-with Transformer Engine's TP overlap, each exchange beside the GEMM it overlaps. The pipeline
-schedule, gradient synchronisation and optimizer are ``models._generate``'s.
+with Transformer Engine's TP overlap, each exchange beside the GEMM it overlaps. Under sequence
+parallelism the backward's re-gathers and input-gradient reduce-scatters run beside the
+gradient GEMMs at either granularity (``comm_sms``/``comm_beside`` give the SMs they take).
+The pipeline schedule, gradient synchronisation and optimizer are ``models._generate``'s.
 """
 
 from __future__ import annotations

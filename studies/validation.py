@@ -28,7 +28,8 @@ per-row value:
   op granularity, the one that puts each exchange beside the GEMM it overlaps; the GEMMs beside
   its pipelined and bulk exchanges run on the SMs their 16-SM kernels leave, as Transformer
   Engine 2's ``set_sm_margin`` default reserves them: TE 1.x, of the Megatron-Core r0.8 era,
-  ran the same kernels without reserving, so there the margin is an upper bound) and
+  ran the same kernels without reserving, and whether the margin over- or understates what
+  they cost there is not known) and
   ``--overlap-param-gather`` (it exists only with the distributed optimizer, so it implies
   that);
 * sequence parallelism's backward re-gathers each column-parallel GEMM's input beside its

@@ -1,4 +1,5 @@
-"""Shared fixtures of the models tests: the published reference rows in ../shared/data."""
+"""Shared fixtures of the models tests: the published reference rows in ../shared/data, and the
+small models and plans the generation tests share."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from chakra_et import Node, attrs_dict
 from models import ModelSpec, ParallelPlan
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -65,3 +67,37 @@ def korthikanti_memory_rows() -> list[dict[str, str]]:
     rows = published_rows("Korthikanti", "mem_")
     assert len(rows) == 12
     return rows
+
+
+DENSE = ModelSpec(
+    name="tiny-dense",
+    num_layers=8,
+    hidden_size=256,
+    num_heads=8,
+    num_kv_heads=4,
+    ffn_hidden_size=688,
+    gated_mlp=True,
+    vocab_size=1024,
+    seq_len=256,
+    tied_embeddings=False,
+)
+MOE = DENSE.model_copy(
+    update={
+        "name": "tiny-moe",
+        "num_experts": 4,
+        "top_k": 2,
+        "num_shared_experts": 1,
+        "expert_ffn_hidden_size": 128,
+        "num_dense_layers": 2,
+    }
+)
+PLAN_3D = ParallelPlan(
+    tp=2, pp=2, dp=2, micro_batch_size=1, global_batch_size=8, distributed_optimizer=True
+)
+
+
+def attr_int(node: Node, name: str) -> int:
+    """An integer attribute of a generated node."""
+    value = attrs_dict(node.attr)[name]
+    assert isinstance(value, int)
+    return value

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chakra_et import ETGraph, Node, NodeType, attrs_dict, load, validate
+from chakra_et import ETGraph, NodeType, attrs_dict, load, validate
 from models import (
     ModelSpec,
     ParallelPlan,
@@ -25,32 +25,8 @@ from models import (
     write_per_rank,
     write_rank_classes,
 )
+from tests.models.conftest import DENSE, MOE, PLAN_3D, attr_int
 
-DENSE = ModelSpec(
-    name="tiny-dense",
-    num_layers=8,
-    hidden_size=256,
-    num_heads=8,
-    num_kv_heads=4,
-    ffn_hidden_size=688,
-    gated_mlp=True,
-    vocab_size=1024,
-    seq_len=256,
-    tied_embeddings=False,
-)
-MOE = DENSE.model_copy(
-    update={
-        "name": "tiny-moe",
-        "num_experts": 4,
-        "top_k": 2,
-        "num_shared_experts": 1,
-        "expert_ffn_hidden_size": 128,
-        "num_dense_layers": 2,
-    }
-)
-PLAN_3D = ParallelPlan(
-    tp=2, pp=2, dp=2, micro_batch_size=1, global_batch_size=8, distributed_optimizer=True
-)
 PLAN_4D_CP = ParallelPlan(
     tp=2,
     pp=2,
@@ -86,12 +62,6 @@ CASES = [(DENSE, PLAN_3D), (DENSE, PLAN_4D_CP), (MOE, PLAN_4D_EP), (DENSE, PLAN_
 
 def _meta(graph: ETGraph) -> dict[str, Any]:
     return dict(attrs_dict(graph.metadata.attr))
-
-
-def _num(node: Node, name: str) -> int:
-    value = attrs_dict(node.attr)[name]
-    assert isinstance(value, int)
-    return value
 
 
 def _all_ranks(model: ModelSpec, plan: ParallelPlan, gran: str) -> dict[int, ETGraph]:
@@ -158,7 +128,7 @@ def _collective_sequences(
             if node.type == NodeType.COMM_COLL_NODE:
                 a = attrs_dict(node.attr)
                 seqs[str(a["pg_name"])].setdefault(rank, []).append(
-                    (_num(node, "comm_type"), _num(node, "comm_size"))
+                    (attr_int(node, "comm_type"), attr_int(node, "comm_size"))
                 )
     return seqs
 
@@ -260,7 +230,7 @@ def test_layer_and_op_granularity_carry_the_same_work(model: ModelSpec, plan: Pa
     for stage in coarse:
 
         def ops(g: ETGraph) -> int:
-            return sum(_num(n, "num_ops") for n in g if n.type == NodeType.COMP_NODE)
+            return sum(attr_int(n, "num_ops") for n in g if n.type == NodeType.COMP_NODE)
 
         def time_us(g: ETGraph) -> int:
             return sum(n.duration_micros for n in g if n.type == NodeType.COMP_NODE)
@@ -284,7 +254,8 @@ def test_rank_class_work_adds_up_to_hardware_flops() -> None:
     plan = ParallelPlan(tp=2, pp=4, dp=2, global_batch_size=8, recompute="full")
     graphs = generate_rank_classes(model, plan)
     per_class = [
-        sum(_num(n, "num_ops") for n in g if n.type == NodeType.COMP_NODE) for g in graphs.values()
+        sum(attr_int(n, "num_ops") for n in g if n.type == NodeType.COMP_NODE)
+        for g in graphs.values()
     ]
     assert sum(per_class) * plan.tp * plan.dp == step_flops(model, plan).hardware_flops
 
@@ -346,7 +317,7 @@ def test_llama3_405b_layer_classes() -> None:
     graphs = generate_rank_classes(model_preset("llama3-405b"), plan)
     assert len(graphs) == 16
     layers = [
-        {_num(n, "layer") for n in g if n.type == NodeType.COMP_NODE} - {-1}
+        {attr_int(n, "layer") for n in g if n.type == NodeType.COMP_NODE} - {-1}
         for g in graphs.values()
     ]
     assert [len(s) for s in layers] == [7] + [8] * 14 + [7]
@@ -418,189 +389,3 @@ def test_device_durations_bound_published_step_times() -> None:
         assert 0.5 < ratio < 1.0, (row["model"], row["recompute"], ratio)
     plain = generate_rank_classes(DENSE, PLAN_3D)
     assert all(n.duration_micros == 0 for g in plain.values() for n in g)
-
-
-@pytest.mark.parametrize("scatter_gather", [True, False])
-def test_pipeline_scatter_gather_sends_a_tp_shard(scatter_gather: bool) -> None:
-    """Without sequence parallelism Megatron sends 1/tp of each activation between stages and
-    all-gathers it over the TP group on arrival."""
-    plan = PLAN_3D.model_copy(update={"pipeline_scatter_gather": scatter_gather})
-    graph = generate_rank(DENSE, plan, plan.tp * plan.dp)  # a rank of stage 1
-    full = 2 * DENSE.seq_len * DENSE.hidden_size
-    recvs = [n for n in graph.node_list if n.type == NodeType.COMM_RECV_NODE]
-    assert recvs
-    sizes = {attrs_dict(n)["comm_size"] for n in recvs}
-    assert sizes == {full // plan.tp if scatter_gather else full}
-    gathers = [n for n in graph.node_list if n.name.startswith("recv.") and "tp_ag" in n.name]
-    assert len(gathers) == (len(recvs) if scatter_gather else 0)
-    by_id = {n.id: n for n in graph.node_list}
-    for gather in gathers:
-        assert any(by_id[d].type == NodeType.COMM_RECV_NODE for d in gather.data_deps)
-
-
-@pytest.mark.parametrize("blocking", [True, False])
-def test_blocking_p2p_makes_the_next_compute_wait_for_the_send(blocking: bool) -> None:
-    """Megatron's 1F1B exchanges finish before the stage computes on; without blocking, a
-    send overlaps whatever the stage does next."""
-    plan = PLAN_3D.model_copy(update={"blocking_p2p": blocking})
-    graph = generate_rank(DENSE, plan, 0)  # stage 0 sends activations forward
-    nodes = graph.node_list
-    sends = [n.id for n in nodes if n.type == NodeType.COMM_SEND_NODE]
-    assert sends
-    waited = {d for n in nodes if n.type == NodeType.COMP_NODE for d in n.data_deps}
-    assert (set(sends) <= waited) == blocking
-    if not blocking:
-        assert not set(sends) & waited
-
-
-def test_first_and_last_stage_exchange_tied_embedding_gradients() -> None:
-    """With tied embeddings Megatron all-reduces the word-embedding gradient between the
-    first and last pipeline stage before the optimizer: a two-rank exchange of fp32 grads."""
-    tied = DENSE.model_copy(update={"tied_embeddings": True})
-    plan = ParallelPlan(tp=2, pp=4, dp=1, micro_batch_size=1, global_batch_size=8)
-    layout = RankLayout(plan)
-    size = 4 * tied.vocab_size * tied.hidden_size // plan.tp
-    seen: dict[tuple[int, int, int, int], list[str]] = defaultdict(list)
-    for stage in range(plan.pp):
-        rank = layout.rank_of(tp=1, pp=stage)
-        nodes = generate_rank(tied, plan, rank).node_list
-        exchange = [n for n in nodes if n.name.startswith("embedding.grad.")]
-        if stage in (1, 2):
-            assert not exchange
-            continue
-        peer = layout.rank_of(tp=1, pp=plan.pp - 1 - stage)
-        assert sorted(n.name for n in exchange) == ["embedding.grad.recv", "embedding.grad.send"]
-        for n in exchange:
-            a = attrs_dict(n)
-            assert a["comm_size"] == size and {a["comm_src"], a["comm_dst"]} == {rank, peer}
-            seen[(a["comm_src"], a["comm_dst"], a["comm_tag"], size)].append(n.name)
-        optimizer = next(n for n in nodes if n.name == "optimizer")
-        assert {n.id for n in exchange} <= set(optimizer.data_deps)
-    # every send meets its receive on the other stage
-    assert len(seen) == 2
-    assert all(sorted(v) == ["embedding.grad.recv", "embedding.grad.send"] for v in seen.values())
-    untied = generate_rank(DENSE, plan, 0).node_list
-    assert not [n for n in untied if n.name.startswith("embedding.grad.")]
-
-
-def test_te_overlap_puts_each_exchange_beside_its_gemm() -> None:
-    """At op granularity with TP overlap (Transformer Engine's defaults): the projection's
-    reduce-scatter is pipelined in 4 chunks after its GEMM chunks and the residual add waits
-    for all of them; backward, QKV's data gradient runs beside the re-gather of its input and
-    its weight gradient beside the reduce-scatter of that data gradient, which the norm
-    before QKV waits for."""
-    plan = ParallelPlan(tp=2, global_batch_size=1, sequence_parallel=True, overlap_tp_comm=True)
-    nodes = generate_rank(DENSE, plan, 0, granularity="op").node_list
-    by_name = {n.name: n for n in nodes}
-    tag = "L0.fwd.mb0"
-    chunks = [by_name[f"{tag}.o.chunk{i}"] for i in range(4)]
-    reduces = [by_name[f"{tag}.o.tp_rs.chunk{i}"] for i in range(4)]
-    for chunk, rs in zip(chunks, reduces, strict=True):
-        assert list(rs.data_deps) == [chunk.id]
-    # tokens x (hidden / tp) x hidden, 2 FLOPs each
-    assert sum(_num(c, "num_ops") for c in chunks) == 2 * 256 * 128 * 256
-    assert {r.id for r in reduces} <= set(by_name[f"{tag}.bias_dropout_add_1"].data_deps)
-    bwd = "L0.bwd.mb0.qkv"
-    gather, rs = by_name[f"{bwd}.input.tp_ag"], by_name[f"{bwd}.tp_rs"]
-    dgrad, wgrad = by_name[f"{bwd}.dgrad"], by_name[f"{bwd}.wgrad"]
-    assert gather.id < dgrad.id < rs.id < wgrad.id
-    assert gather.id in wgrad.data_deps  # the weight gradient needs the whole input
-    assert list(rs.data_deps) == [dgrad.id]
-    assert rs.id in by_name["L0.bwd.mb0.attn_norm"].data_deps
-    gathered = by_name["L0.bwd.mb0.o.tp_ag"]  # the output gradient, beside o's dgrad
-    assert gathered.id in by_name["L0.bwd.mb0.o.wgrad"].data_deps
-    # The pipelined and bulk exchanges hold 16 SMs beside their GEMMs; ring exchanges none.
-    held = {n.name: attrs_dict(n.attr).get("comm_sms") for n in nodes}
-    assert all(held[c.name] == 16 for c in chunks)
-    assert held[dgrad.name] == held[wgrad.name] == 16
-    assert held["L0.bwd.mb0.o.dgrad"] is None and held[f"{tag}.qkv"] is None
-    layer0 = [v for k, v in held.items() if k.startswith("L0.") and v is not None]
-    assert len(layer0) == 2 * 4 + 2 * 2  # o, fc2 chunks; qkv, fc1 dgrad and wgrad
-
-
-def test_sequence_parallel_backward_overlaps_its_exchanges_with_the_gradients() -> None:
-    """Without TE overlap, sequence parallelism's backward (Megatron-LM and TE over NCCL):
-    QKV's data gradient runs beside the re-gather of its input, its weight gradient waits for
-    that and runs beside the reduce-scatter of the data gradient, which the norm waits for;
-    both hold NCCL's SMs only while their collective runs. The projection's output gradient
-    is all-gathered before its data gradient."""
-    plan = ParallelPlan(tp=2, global_batch_size=1, sequence_parallel=True)
-    nodes = generate_rank(DENSE, plan, 0, granularity="op").node_list
-    by_name = {n.name: n for n in nodes}
-    bwd = "L0.bwd.mb0.qkv"
-    gather, rs = by_name[f"{bwd}.input.tp_ag"], by_name[f"{bwd}.tp_rs"]
-    dgrad, wgrad = by_name[f"{bwd}.dgrad"], by_name[f"{bwd}.wgrad"]
-    assert gather.id not in dgrad.data_deps and gather.id in wgrad.data_deps
-    assert list(rs.data_deps) == [dgrad.id] and rs.id not in wgrad.data_deps
-    norm = by_name["L0.bwd.mb0.attn_norm"]
-    assert rs.id in norm.data_deps
-    assert not any(n.name.startswith("L0.bwd.mb0.attn_norm.") for n in nodes)  # no exchange
-    for node, beside in ((dgrad, gather), (wgrad, rs)):
-        attrs = attrs_dict(node.attr)
-        assert (attrs["comm_sms"], attrs["comm_beside"]) == (16, [beside.id])
-    out_grad = by_name["L0.bwd.mb0.o.tp_ag"]
-    assert out_grad.id in by_name["L0.bwd.mb0.o.dgrad"].data_deps
-    assert "comm_sms" not in attrs_dict(by_name["L0.bwd.mb0.o.dgrad"].attr)
-
-
-def test_moe_layers_keep_every_tp_exchange_with_te_overlap() -> None:
-    """Only a norm feeding a column-parallel GEMM leaves its backward exchange to that GEMM:
-    the norm before an MoE layer's router keeps its own, so op nodes carry the backward TP
-    exchanges layer nodes do (forward ones too, the pipelined chunks summed)."""
-    plan = ParallelPlan(
-        tp=2, ep=2, dp=2, global_batch_size=2, sequence_parallel=True, overlap_tp_comm=True
-    )
-    traffic: dict[str, Counter[tuple[str, int]]] = {}
-    for granularity in ("layer", "op"):
-        nodes = generate_rank(MOE, plan, 0, granularity=granularity).node_list  # type: ignore[arg-type]
-        totals: Counter[tuple[str, int]] = Counter()
-        for n in nodes:
-            if n.type == NodeType.COMM_COLL_NODE and n.name.startswith("L"):
-                phase = n.name.split(".")[1]
-                totals[(phase, _num(n, "comm_type"))] += _num(n, "comm_size")
-        traffic[granularity] = totals
-    assert traffic["op"] == traffic["layer"]
-
-
-def test_a_blocking_send_holds_the_collectives_issued_after_it() -> None:
-    """Megatron's blocking exchange returns only when the send is done, so the TP all-gathers
-    a layer starts with (sequence parallelism) cannot overlap it: layer and op granularity
-    agree on that."""
-    plan = PLAN_3D.model_copy(update={"sequence_parallel": True})
-    for granularity in ("layer", "op"):
-        nodes = generate_rank(DENSE, plan, 0, granularity=granularity).node_list  # type: ignore[arg-type]
-        checked = 0
-        for i, n in enumerate(nodes):
-            if n.type != NodeType.COMM_SEND_NODE:
-                continue
-            for after in nodes[i + 1 :]:  # up to the next compute node
-                if after.type == NodeType.COMP_NODE:
-                    assert n.id in after.data_deps
-                    break
-                if after.type == NodeType.COMM_COLL_NODE:
-                    assert n.id in after.data_deps, (granularity, after.name)
-                    checked += 1
-        assert checked > 0 or granularity == "op"
-
-
-def test_node_naming_attributes_are_not_cached() -> None:
-    """``comm_beside`` values name nodes, new in every workload: the builder's attribute cache
-    must not keep them (it would grow with every plan a sweep generates)."""
-    from models import _et_builder
-
-    plan = ParallelPlan(tp=2, global_batch_size=2, sequence_parallel=True)
-    nodes = generate_rank(DENSE, plan, 0, granularity="op").node_list
-    assert any("comm_beside" in attrs_dict(n.attr) for n in nodes)
-    assert not any(key == "comm_beside" for key, _, _ in _et_builder._BLOBS)
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.integers(min_value=0, max_value=2**40), min_size=1, max_size=80))
-def test_node_id_lists_are_written_as_protobuf_writes_them(ids: list[int]) -> None:
-    """The builder writes ``comm_beside`` without protobuf objects: byte for byte the same."""
-    from models import _et_builder
-
-    value = tuple(ids)
-    assert _et_builder._id_list_blob("comm_beside", value) == _et_builder._attr_blob(
-        "comm_beside", value
-    )
