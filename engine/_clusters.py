@@ -39,7 +39,7 @@ from typing import Any
 from collectives import NcclParams, NcclProtocol, SystemConfig
 from engine._errors import SystemConfigError
 from engine._system import System
-from models import device_preset
+from models import DEVICE_PRESETS, DeviceSpec, load_device
 from topology import Dimension, DimKind, Topology, multi_dimensional
 
 __all__ = ["CLUSTER_PRESETS", "ClusterPreset", "cluster_system", "default_cluster"]
@@ -129,23 +129,28 @@ _DEFAULT_CLUSTER = {
 }
 
 
-def default_cluster(device: str) -> str:
-    """Name of the built-in cluster a device preset runs on by default."""
-    spec = device_preset(device)
+def default_cluster(device: str | DeviceSpec) -> str:
+    """Name of the built-in cluster a device (preset, file or spec) runs on by default."""
+    spec = load_device(device)
     name = _DEFAULT_CLUSTER.get(spec.name)
     if name is None:
         raise SystemConfigError(f"device {spec.name!r} has no default cluster; pass cluster=...")
     return name
 
 
-def cluster_system(device: str, gpus: int, *, cluster: str | None = None, **fields: Any) -> System:
+def cluster_system(
+    device: str | DeviceSpec, gpus: int, *, cluster: str | None = None, **fields: Any
+) -> System:
     """A ``System`` of ``gpus`` devices on a built-in cluster (the device's default if unset).
+
+    ``device`` is a preset name, a device file or a ``DeviceSpec`` (e.g. one with measured
+    GEMM rates, ``models.measure_gemm``); a device named like a preset gets its cluster.
 
     Extra keyword arguments are ``System`` fields (``cost_model``, ``scheduling``...). The
     cost model defaults to ``nccl``, the setting the validation study scores best with.
     """
     fields.setdefault("cost_model", "nccl")
-    spec = device_preset(device)
+    spec = load_device(device)
     name = cluster or default_cluster(spec.name)
     if name not in CLUSTER_PRESETS:
         allowed = ", ".join(sorted(CLUSTER_PRESETS))
@@ -154,4 +159,8 @@ def cluster_system(device: str, gpus: int, *, cluster: str | None = None, **fiel
     topo = preset.topology(gpus)
     if preset.nccl is not None and "collective" not in fields:
         fields["collective"] = SystemConfig(nccl=preset.nccl)
-    return System.with_topology(topo, name=f"{name} ({gpus} GPUs)", device=spec.name, **fields)
+    # A preset travels by name (as system files write it); any other device as its spec.
+    named = DEVICE_PRESETS.get(spec.name) == spec
+    return System.with_topology(
+        topo, name=f"{name} ({gpus} GPUs)", device=spec.name if named else spec, **fields
+    )

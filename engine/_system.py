@@ -18,7 +18,7 @@ import topology
 from collectives import CompressionSpec, SystemConfig, read_astra_system
 from engine._config import load_model_file
 from engine._errors import SystemConfigError
-from models import DeviceSpec, device_preset
+from models import DeviceSpec, load_device
 
 __all__ = ["Scheduling", "System", "load_system"]
 
@@ -69,7 +69,9 @@ class System(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
     name: str = "system"
-    device: str = "h100-sxm"
+    device: str | DeviceSpec = Field(
+        "h100-sxm", description="device preset name, device file, or DeviceSpec"
+    )
     network: str = "ring:8@50/0.5"
     cost_model: Literal["analytical", "congestion", "nccl", "hybrid"] = "analytical"
     algorithms: dict[str, str | list[str]] = Field(default_factory=dict)
@@ -101,8 +103,8 @@ class System(BaseModel):
 
     @cached_property
     def device_spec(self) -> DeviceSpec:
-        """The ``DeviceSpec`` named by ``device``."""
-        return device_preset(self.device)
+        """The ``DeviceSpec`` that ``device`` names, points to or is."""
+        return load_device(self.device)
 
     def algorithm_for(self, op: str) -> str | list[str] | None:
         """Algorithm(s) configured for an operation, or None for the cost model's default."""

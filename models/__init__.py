@@ -41,6 +41,15 @@ from models._generate import (
     write_rank_classes,
 )
 from models._loading import load_model, model_from_hf_config, model_from_mapping
+from models._measure import (
+    DEFAULT_ATTENTION_HEAD_DIMS,
+    DEFAULT_ATTENTION_SEQ_LENS,
+    DEFAULT_GEMM_DIMS,
+    measure_attention,
+    measure_gemm,
+    measured_device,
+)
+from models._measured import AttentionMeasurement, GemmMeasurement
 from models._memory import (
     MemoryBreakdown,
     check_memory,
@@ -71,14 +80,19 @@ from models._spec import ModelSpec, Projection
 __all__ = [
     "COMM_BESIDE_ATTR",
     "COMM_SMS_ATTR",
+    "DEFAULT_ATTENTION_HEAD_DIMS",
+    "DEFAULT_ATTENTION_SEQ_LENS",
+    "DEFAULT_GEMM_DIMS",
     "DEVICE_PRESETS",
     "GROUP_KINDS",
     "MODEL_PRESETS",
     "ROOFLINE_ATTR",
     "Attention",
+    "AttentionMeasurement",
     "DType",
     "DeviceSpec",
     "EfficiencyModel",
+    "GemmMeasurement",
     "Granularity",
     "InvalidModelError",
     "InvalidPlanError",
@@ -107,6 +121,9 @@ __all__ = [
     "load_model",
     "local_params",
     "logits_cost",
+    "measure_attention",
+    "measure_gemm",
+    "measured_device",
     "memory_by_stage",
     "memory_per_gpu",
     "model_from_hf_config",

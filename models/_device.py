@@ -24,6 +24,10 @@ The efficiency model is one global calibration, never fitted to a published trai
   lead, not a measurement of ours).
 * Time of an operation is the roofline ``max(flops / achieved_flops, bytes / achieved_bw)``;
   a node standing for several operations sums theirs (``models.roofline_time_us``).
+* A device file may carry rates measured on the device itself (``measure-device``,
+  ``models.measure_gemm`` and ``models.measure_attention``): ``gemm_measured`` and
+  ``attention_measured`` tables replace the curve and the attention fraction for their dtype
+  (``models.GemmMeasurement``, interpolated in log2 of each dimension).
 * An operation that runs beside communication kernels holding ``comm_sms`` of the device's
   ``num_sms`` streaming multiprocessors computes on the rest: its compute time grows by
   ``num_sms / (num_sms - comm_sms)`` (Transformer Engine gives its overlapped GEMMs such a
@@ -35,12 +39,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from models._errors import ModelsError, UnknownPresetError
+from models._measured import AttentionMeasurement, GemmMeasurement
 
 __all__ = [
     "DEVICE_PRESETS",
@@ -54,6 +59,8 @@ __all__ = [
 DType = Literal["fp32", "tf32", "bf16", "fp16", "fp8"]
 
 _REFERENCE_DIM = 8192
+
+_Table = TypeVar("_Table", GemmMeasurement, AttentionMeasurement)
 
 
 class EfficiencyModel(BaseModel):
@@ -70,6 +77,32 @@ class EfficiencyModel(BaseModel):
     attention_fraction: float = Field(
         0.5, gt=0.0, le=1.0, description="of peak for fused attention (executed FLOPs)"
     )
+    gemm_measured: tuple[GemmMeasurement, ...] = Field(
+        (), description="measured GEMM rates by dtype; they replace the curve for their dtype"
+    )
+    attention_measured: tuple[AttentionMeasurement, ...] = Field(
+        (), description="measured fused-attention rates by dtype; they replace the fraction"
+    )
+
+    @model_validator(mode="after")
+    def _one_table_per_dtype(self) -> EfficiencyModel:
+        for field, tables in (
+            ("gemm_measured", self.gemm_measured),
+            ("attention_measured", self.attention_measured),
+        ):
+            dtypes = [table.dtype for table in tables]
+            for dtype in dtypes:
+                if dtypes.count(dtype) > 1:
+                    raise ValueError(f"{field} has {dtypes.count(dtype)} tables for {dtype}")
+        return self
+
+    def measured_gemm(self, dtype: str) -> GemmMeasurement | None:
+        """The measured GEMM table for ``dtype`` (fp16 and bf16 stand in for each other)."""
+        return _for_dtype(self.gemm_measured, dtype)
+
+    def measured_attention(self, dtype: str) -> AttentionMeasurement | None:
+        """The measured attention table for ``dtype`` (fp16 and bf16 stand in for each other)."""
+        return _for_dtype(self.attention_measured, dtype)
 
     def gemm_fraction(self, m: int, n: int, k: int) -> float:
         """Achieved fraction of peak for an (m x k) @ (k x n) GEMM."""
@@ -79,6 +112,13 @@ class EfficiencyModel(BaseModel):
         for dim in (m, n, k):
             shape *= (max(dim, 1) / (max(dim, 1) + half)) / ref
         return min(1.0, self.gemm_peak_fraction * shape)
+
+
+def _for_dtype(tables: tuple[_Table, ...], dtype: str) -> _Table | None:
+    """The table measured in ``dtype``, else in its twin (fp16 and bf16 share tensor cores)."""
+    by_dtype: dict[str, _Table] = {table.dtype: table for table in tables}
+    twin = {"fp16": "bf16", "bf16": "fp16"}.get(dtype, dtype)
+    return by_dtype.get(dtype) or by_dtype.get(twin)
 
 
 class DeviceSpec(BaseModel):
@@ -116,8 +156,27 @@ class DeviceSpec(BaseModel):
         flops = 2.0 * m * n * k
         size = 1 if dtype == "fp8" else 4 if dtype in ("fp32", "tf32") else 2
         bytes_moved = size * (m * k + k * n + m * n)
-        achieved = self.peak_flops(dtype) * self.efficiency.gemm_fraction(m, n, k)
+        achieved = self.gemm_flops_per_s(m, n, k, dtype)
         return max(flops / achieved, bytes_moved / self.achieved_bandwidth) * 1e6
+
+    def gemm_flops_per_s(self, m: int, n: int, k: int, dtype: str = "bf16") -> float:
+        """FLOP/s an (m x k) @ (k x n) GEMM reaches: measured if the device has a table for
+        ``dtype`` (``EfficiencyModel.gemm_measured``), else peak times the shape curve."""
+        table = self.efficiency.measured_gemm(dtype)
+        if table is not None:
+            return table.tflops(m, n, k) * 1e12
+        return self.peak_flops(dtype) * self.efficiency.gemm_fraction(m, n, k)
+
+    def attention_flops_per_s(
+        self, seq_len: int, head_dim: int, dtype: str = "bf16", *, backward: bool = False
+    ) -> float:
+        """Executed FLOP/s of fused causal attention over ``seq_len`` keys: measured if the
+        device has a table for ``dtype`` (``EfficiencyModel.attention_measured``), else peak
+        times ``attention_fraction``."""
+        table = self.efficiency.measured_attention(dtype)
+        if table is not None:
+            return table.tflops(seq_len, head_dim, backward=backward) * 1e12
+        return self.peak_flops(dtype) * self.efficiency.attention_fraction
 
     @property
     def achieved_bandwidth(self) -> float:
@@ -132,27 +191,35 @@ class DeviceSpec(BaseModel):
         *,
         gemm_shape: tuple[int, int, int] | None = None,
         attention: bool = False,
+        attention_shape: tuple[int, int] | None = None,
+        backward: bool = False,
         comm_sms: int = 0,
     ) -> float:
         """Roofline time of an operation: GEMMs use the shape curve, fused attention its own.
 
-        ``comm_sms``: SMs that communication running beside the operation holds; it computes
-        on the others (no effect on a device without ``num_sms``).
+        ``attention_shape``: (key length, head dim) of fused attention, for measured rates
+        (``backward`` picks the backward kernel's). ``comm_sms``: SMs that communication
+        running beside the operation holds; it computes on the others (no effect on a device
+        without ``num_sms``).
         """
-        if gemm_shape is not None:
-            fraction = self.efficiency.gemm_fraction(*gemm_shape)
+        if not flops:
+            rate = 1.0  # unused: no arithmetic, the bytes decide
+        elif gemm_shape is not None:
+            rate = self.gemm_flops_per_s(*gemm_shape, dtype)
+        elif attention and attention_shape is not None:
+            rate = self.attention_flops_per_s(*attention_shape, dtype, backward=backward)
         elif attention:
-            fraction = self.efficiency.attention_fraction
+            rate = self.peak_flops(dtype) * self.efficiency.attention_fraction
         else:
-            fraction = self.efficiency.gemm_peak_fraction
+            rate = self.peak_flops(dtype) * self.efficiency.gemm_peak_fraction
         if comm_sms and self.num_sms is not None:
             if comm_sms >= self.num_sms:
                 raise ModelsError(
                     f"comm_sms={comm_sms} leaves no SM of device {self.name} "
                     f"(num_sms={self.num_sms}) to compute on"
                 )
-            fraction *= (self.num_sms - comm_sms) / self.num_sms
-        compute_s = flops / (self.peak_flops(dtype) * fraction) if flops else 0.0
+            rate *= (self.num_sms - comm_sms) / self.num_sms
+        compute_s = flops / rate if flops else 0.0
         return max(compute_s, size_bytes / self.achieved_bandwidth) * 1e6
 
 

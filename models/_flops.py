@@ -62,6 +62,8 @@ class OpCost:
     bwd_kernel_flops_factor: float = 2.0
     fwd_chunks: int = 1
     dgrad_chunks: int = 1
+    #: Fused attention's (query length, key length, head dim), for measured attention rates.
+    attention_shape: tuple[int, int, int] | None = None
 
     @property
     def bwd_flops(self) -> int:
@@ -80,8 +82,15 @@ class OpCost:
         (``fwd_chunks``; ``dgrad_chunks`` for the backward's data gradient), so the efficiency
         curve sees the chunk's shape; its backward is two kernels, the data gradient and the
         weight gradient (whole), as communication overlaps each apart. The backward runs
-        ``bwd_kernel_flops_factor`` x the forward's FLOPs (fused attention: 2.5).
+        ``bwd_kernel_flops_factor`` x the forward's FLOPs (fused attention: 2.5). Fused
+        attention's kernels carry its ``attention_shape`` and are ``attention`` forward,
+        ``attention_bwd`` backward.
         """
+        if self.kind == "attention":
+            if phase == "fwd":
+                return [("attention", self.fwd_flops, self.fwd_bytes, self.attention_shape)]
+            flops = round(self.bwd_kernel_flops_factor * self.fwd_flops)
+            return [("attention_bwd", flops, self.bwd_bytes, self.attention_shape)]
         shape = self.gemm_shape
         if phase == "fwd":
             if shape is not None and self.fwd_chunks > 1:
@@ -327,7 +336,14 @@ def _attention_ops(model: ModelSpec, plan: ParallelPlan) -> list[OpCost]:
         # scores rather than reading them (Dao 2023, FlashAttention-2, backward pass).
         return [
             OpCost(
-                "attn_core", "attention", score + mix, size, None, True, bwd_kernel_flops_factor=2.5
+                "attn_core",
+                "attention",
+                score + mix,
+                size,
+                None,
+                True,
+                bwd_kernel_flops_factor=2.5,
+                attention_shape=(q_len, kv_len, d_qk),
             )
         ]
     scores = b * heads * q_len * kv_len

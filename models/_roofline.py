@@ -4,9 +4,12 @@ A node standing for several operations (a whole transformer layer at layer granu
 hide memory-bound work behind its GEMMs if costed as one roofline. Generated nodes therefore
 carry ``roofline_ops``, an int64 list of six entries per operation:
 ``[class, flops, bytes, m, n, k]``, class 0 for memory-bound (vector) work, 1 for a GEMM of
-shape ``(m, n, k)`` and 2 for fused attention. ``flops`` are those the kernel executes: fused
-attention in a causal decoder skips the masked half of the scores, so it carries half the
-nominal FLOPs (model FLOPs still count all of them, as Megatron-LM's formula does).
+shape ``(m, n, k)``, 2 for fused attention's forward and 3 for its backward, whose
+``(m, n, k)`` are the query length, key length and head dimension (zeros when unknown; a
+device with measured attention rates looks them up there). ``flops`` are those the kernel
+executes: fused attention in a causal decoder skips the masked half of the scores, so it
+carries half the nominal FLOPs (model FLOPs still count all of them, as Megatron-LM's formula
+does).
 
 A single-operation node may also carry ``comm_sms``: the SMs that communication kernels running
 beside it hold, which it cannot compute on (``DeviceSpec.op_time_us``). With ``comm_beside``,
@@ -25,6 +28,7 @@ __all__ = [
     "COMM_BESIDE_ATTR",
     "COMM_SMS_ATTR",
     "OP_ATTENTION",
+    "OP_ATTENTION_BWD",
     "OP_GEMM",
     "OP_VECTOR",
     "ROOFLINE_ATTR",
@@ -35,19 +39,24 @@ __all__ = [
 ROOFLINE_ATTR = "roofline_ops"
 COMM_SMS_ATTR = "comm_sms"
 COMM_BESIDE_ATTR = "comm_beside"
-OP_VECTOR, OP_GEMM, OP_ATTENTION = 0, 1, 2
-_CLASSES = {"vector": OP_VECTOR, "gemm": OP_GEMM, "attention": OP_ATTENTION}
+OP_VECTOR, OP_GEMM, OP_ATTENTION, OP_ATTENTION_BWD = 0, 1, 2, 3
+_CLASSES = {
+    "vector": OP_VECTOR,
+    "gemm": OP_GEMM,
+    "attention": OP_ATTENTION,
+    "attention_bwd": OP_ATTENTION_BWD,
+}
 _FIELDS = 6
 
 
 def encode_roofline(
     ops: Iterable[tuple[str, int, int, tuple[int, int, int] | None]],
 ) -> tuple[int, ...]:
-    """Flatten ``(kind, nominal flops, bytes, gemm shape)`` per op into ``roofline_ops``."""
+    """Flatten ``(kind, nominal flops, bytes, shape)`` per op into ``roofline_ops``."""
     out: list[int] = []
     for kind, flops, size, shape in ops:
         code = _CLASSES[kind]
-        if code == OP_ATTENTION:
+        if code in (OP_ATTENTION, OP_ATTENTION_BWD):
             flops //= 2  # causal mask: the fused kernel skips the upper triangle
         m, n, k = shape if shape is not None else (0, 0, 0)
         out.extend((code, flops, size, m, n, k))
@@ -66,8 +75,16 @@ def roofline_time_us(
         code, flops, size, m, n, k = entries[i : i + _FIELDS]
         if code == OP_GEMM and m and n and k:
             total += device.op_time_us(flops, size, dtype, gemm_shape=(m, n, k), comm_sms=comm_sms)
-        elif code == OP_ATTENTION:
-            total += device.op_time_us(flops, size, dtype, attention=True, comm_sms=comm_sms)
+        elif code in (OP_ATTENTION, OP_ATTENTION_BWD):
+            total += device.op_time_us(
+                flops,
+                size,
+                dtype,
+                attention=True,
+                attention_shape=(n, k) if n and k else None,
+                backward=code == OP_ATTENTION_BWD,
+                comm_sms=comm_sms,
+            )
         elif code in (OP_VECTOR, OP_GEMM):
             total += device.op_time_us(flops, size, dtype, comm_sms=comm_sms)
         else:

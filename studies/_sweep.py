@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from collectives import CompressionSpec
 from engine import FailureSpec
-from models import ModelSpec, ParallelPlan, check_plan, device_preset, load_model
+from models import ModelSpec, ParallelPlan, check_plan, load_device, load_model
 from studies._executors import Executor, make_executor
 from studies._sweep_eval import (
     OBJECTIVES,
@@ -303,7 +303,7 @@ def sweep(
         failures=failures,
         constraints=limits,
     )
-    capacity = limits.max_memory_gib or device_preset(device).memory_gib
+    capacity = limits.max_memory_gib or load_device(device).memory_gib
     candidates, invalid = enumerate_plans(spec, gpus, grid)
     tasks: list[PlanTask] = []
     pruned: list[dict[str, Any]] = []

@@ -42,6 +42,10 @@ per-row value:
   run on the A3-Mega preset they name, whose network figures were fitted to those same rows:
   they check the calibration, they do not test it.
 
+``run_validation(devices=...)`` (``trainsim validate --device FILE``) replaces a device preset
+by a device file, e.g. one with GEMM and attention rates measured on that GPU
+(``trainsim measure-device``): the study then scores the measured device, not the curve.
+
 Rows that cannot be predicted from what they state (no parallel configuration, a device
 without a preset, run-to-run variability figures) are listed with the reason, not dropped.
 """
@@ -51,6 +55,7 @@ from __future__ import annotations
 import csv
 import math
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +63,7 @@ from typing import Any
 from collectives import collective_cost
 from engine import StepResult, cluster_system, predict
 from models import (
+    DeviceSpec,
     ModelSpec,
     ParallelPlan,
     memory_per_gpu,
@@ -347,8 +353,22 @@ def _nccl_row(row: dict[str, str], cost_model: str) -> float | None:
     return size / time_s * 2 * (gpus - 1) / gpus / 1e9
 
 
-def run_validation(path: str | Path | None = None, *, cost_model: str = "nccl") -> ValidationReport:
-    """Predict every row of the published-measurements table and report the errors."""
+def run_validation(
+    path: str | Path | None = None,
+    *,
+    cost_model: str = "nccl",
+    devices: Iterable[DeviceSpec] = (),
+) -> ValidationReport:
+    """Predict every row of the published-measurements table and report the errors.
+
+    ``devices`` replace the presets of the same name, e.g. a device whose GEMM rates were
+    measured (``models.measured_device``): every row on that device uses them.
+    """
+    replaced = {spec.name: spec for spec in devices}
+    unknown = sorted(set(replaced) - set(_DEVICES.values()))
+    if unknown:
+        known = ", ".join(sorted(set(_DEVICES.values())))
+        raise ValueError(f"device {unknown[0]!r} is not one the table uses (known: {known})")
     report = ValidationReport()
     cache: dict[tuple[str, ...], StepResult] = {}
     source_path = Path(path or default_data_path())
@@ -402,7 +422,8 @@ def run_validation(path: str | Path | None = None, *, cost_model: str = "nccl") 
         )
         result = cache.get(key)
         if result is None:
-            system = cluster_system(device, plan.num_gpus, cost_model=cost_model)
+            spec = replaced.get(device, device)
+            system = cluster_system(spec, plan.num_gpus, cost_model=cost_model)
             result = predict(model, plan, system)
             cache[key] = result
         value = _predict_metric(row["metric"], result)

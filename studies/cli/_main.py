@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "studies.cli._convert",
     "studies.cli._generate",
     "studies.cli._memory",
+    "studies.cli._measure",
     "studies.cli._collective",
     "studies.cli._synthesize",
 )

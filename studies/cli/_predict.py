@@ -32,7 +32,11 @@ def add_system_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--gated-mlp", action=argparse.BooleanOptionalAction, default=None, help="SwiGLU MLP"
     )
-    parser.add_argument("--device", default="h100-sxm", help="device preset (default h100-sxm)")
+    parser.add_argument(
+        "--device",
+        default="h100-sxm",
+        help="device preset or device file, e.g. from measure-device (default h100-sxm)",
+    )
     parser.add_argument("--precision", choices=("bf16", "fp16", "fp8"), default="bf16")
     parser.add_argument(
         "--cluster", choices=sorted(CLUSTER_PRESETS), help="cluster preset (default: the device's)"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
+from models import load_device
 from studies.validation import default_data_path, run_validation
 
 __all__ = ["register"]
@@ -20,12 +22,23 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--cost-model", choices=("analytical", "congestion", "nccl", "hybrid"), default="nccl"
     )
+    parser.add_argument(
+        "--device",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="device file replacing the preset of its name (e.g. from measure-device); repeatable",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    report = run_validation(args.data, cost_model=args.cost_model)
+    for path in args.device:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"--device {path}: no such file")
+    devices = [load_device(Path(path)) for path in args.device]
+    report = run_validation(args.data, cost_model=args.cost_model, devices=devices)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

@@ -9,6 +9,14 @@ def test_all_is_the_curated_public_api() -> None:
     assert sorted(models.__all__) == sorted(
         [
             "Attention",
+            "AttentionMeasurement",
+            "GemmMeasurement",
+            "DEFAULT_ATTENTION_HEAD_DIMS",
+            "DEFAULT_ATTENTION_SEQ_LENS",
+            "DEFAULT_GEMM_DIMS",
+            "measure_attention",
+            "measure_gemm",
+            "measured_device",
             "ROOFLINE_ATTR",
             "COMM_SMS_ATTR",
             "COMM_BESIDE_ATTR",
