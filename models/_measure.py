@@ -5,10 +5,10 @@ layer) on every (m, n, k) of a grid and returns a ``GemmMeasurement``; ``measure
 times causal ``scaled_dot_product_attention`` (whatever fused backend PyTorch picks on the
 device) forward and backward on a (sequence length, head dim) grid; ``measured_device`` puts
 them into a copy of a preset. Each shape runs ``warmup`` times, then ``trials`` timings of
-``repeats`` back-to-back products (CUDA events on a GPU, wall clock elsewhere) of which the
-median counts: back-to-back launches are how a training step issues its kernels, so launch
-latency that the GPU hides between queued kernels is not charged. Operands are random
-normal values (zeros run faster on some GPUs and would overstate the rate).
+``repeats`` back-to-back calls of which the median counts: on a GPU the calls are captured
+in a CUDA graph and timed with CUDA events as it replays, so the rate is the kernels' and not
+the host's launch overhead (elsewhere: wall clock). Operands are random normal values
+(zeros run faster on some GPUs and would overstate the rate).
 
 PyTorch is the ``torch`` extra; it is imported only when a measurement runs.
 """
@@ -58,6 +58,7 @@ def measure_gemm(
     cuda = target.type == "cuda"
     linear = torch.nn.functional.linear
     grid = sorted(set(dims))
+    eager: list[str] = []
     points: list[GemmPoint] = []
     for m in grid:
         for n in grid:
@@ -65,7 +66,7 @@ def measure_gemm(
                 x = torch.randn(m, k, dtype=elem, device=target)
                 w = torch.randn(n, k, dtype=elem, device=target)
                 seconds = _median_seconds(
-                    torch, partial(linear, x, w), cuda, warmup, repeats, trials
+                    torch, partial(linear, x, w), cuda, warmup, repeats, trials, eager
                 )
                 tflops = 2.0 * m * n * k / seconds / 1e12
                 points.append((m, n, k, tflops))
@@ -73,8 +74,7 @@ def measure_gemm(
                     progress(f"{m}x{n}x{k} {dtype}: {tflops:.1f} TFLOP/s")
     source = (
         f"torch {torch.__version__} on {_device_name(torch, target)}: F.linear, random normal "
-        f"operands, median of {trials} timings of {repeats} back-to-back products after "
-        f"{warmup} warm-up"
+        f"operands, {_timing_note(trials, repeats, warmup, cuda, eager)}"
     )
     return GemmMeasurement.model_validate({"dtype": dtype, "points": points, "source": source})
 
@@ -101,6 +101,7 @@ def measure_attention(
         raise ModelsError(f"heads={heads} and tokens={tokens} must be positive")
     cuda = target.type == "cuda"
     sdpa = torch.nn.functional.scaled_dot_product_attention
+    eager: list[str] = []
     points: list[AttentionPoint] = []
     for seq in sorted(set(seq_lens)):
         batch = max(1, tokens // seq)
@@ -111,17 +112,10 @@ def measure_attention(
             )
             out = sdpa(q, k, v, is_causal=True)
             grad = torch.randn_like(out)
-            fwd_s = _median_seconds(
-                torch, partial(sdpa, q, k, v, is_causal=True), cuda, warmup, repeats, trials
-            )
-            bwd_s = _median_seconds(
-                torch,
-                partial(torch.autograd.grad, out, (q, k, v), grad, retain_graph=True),
-                cuda,
-                warmup,
-                repeats,
-                trials,
-            )
+            forward = partial(sdpa, q, k, v, is_causal=True)
+            backward = partial(torch.autograd.grad, out, (q, k, v), grad, retain_graph=True)
+            fwd_s = _median_seconds(torch, forward, cuda, warmup, repeats, trials, eager)
+            bwd_s = _median_seconds(torch, backward, cuda, warmup, repeats, trials, eager)
             fwd_flops = 4.0 * batch * heads * seq * seq * dim / 2
             point = (seq, dim, fwd_flops / fwd_s / 1e12, 2.5 * fwd_flops / bwd_s / 1e12)
             points.append(point)
@@ -132,8 +126,7 @@ def measure_attention(
     source = (
         f"torch {torch.__version__} on {_device_name(torch, target)}: causal "
         f"scaled_dot_product_attention, {heads} heads, {tokens} tokens per call, random normal "
-        f"operands, median of {trials} timings of {repeats} back-to-back calls after "
-        f"{warmup} warm-up"
+        f"operands, {_timing_note(trials, repeats, warmup, cuda, eager)}"
     )
     return AttentionMeasurement.model_validate({"dtype": dtype, "points": points, "source": source})
 
@@ -157,18 +150,35 @@ def measured_device(
 
 
 def _median_seconds(
-    torch: Any, run: Callable[[], object], cuda: bool, warmup: int, repeats: int, trials: int
+    torch: Any,
+    run: Callable[[], object],
+    cuda: bool,
+    warmup: int,
+    repeats: int,
+    trials: int,
+    eager: list[str],
 ) -> float:
-    """Median seconds of one ``run()`` over ``trials`` timings of ``repeats`` back to back."""
+    """Median seconds of one ``run()`` over ``trials`` timings of ``repeats`` back to back.
+
+    On a GPU the ``repeats`` calls are captured in a CUDA graph and replayed, so that the
+    timing sees the kernels and not the host's launch overhead (which can exceed a small
+    GEMM's time); where capture fails they run eagerly and ``eager`` records it.
+    """
     for _ in range(warmup):
         run()
+    replay = _graphed(torch, run, repeats) if cuda else None
+    if cuda and replay is None:
+        eager.append("x")
     samples: list[float] = []
     for _ in range(trials):
         if cuda:
             start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
-            for _ in range(repeats):
-                run()
+            if replay is not None:
+                replay()
+            else:
+                for _ in range(repeats):
+                    run()
             stop.record()
             stop.synchronize()
             samples.append(float(start.elapsed_time(stop)) / 1e3 / repeats)
@@ -178,6 +188,35 @@ def _median_seconds(
                 run()
             samples.append((time.perf_counter() - began) / repeats)
     return max(statistics.median(samples), 1e-9)
+
+
+def _graphed(torch: Any, run: Callable[[], object], repeats: int) -> Callable[[], object] | None:
+    """Replay of a CUDA graph of ``repeats`` calls of ``run``; None where capture fails."""
+    try:
+        # PyTorch's capture recipe: warm up on a side stream, then capture.
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            run()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            for _ in range(repeats):
+                run()
+    except RuntimeError:
+        torch.cuda.synchronize()
+        return None
+    replay: Callable[[], object] = graph.replay
+    return replay
+
+
+def _timing_note(trials: int, repeats: int, warmup: int, cuda: bool, eager: list[str]) -> str:
+    """How the rates were timed, for a table's ``source``."""
+    how = f"median of {trials} timings of {repeats} back-to-back calls after {warmup} warm-up"
+    if not cuda:
+        return how + " (wall clock)"
+    how += ", replayed as CUDA graphs"
+    return how + (f" ({len(eager)} shapes eagerly: capture failed)" if eager else "")
 
 
 def _setup(
