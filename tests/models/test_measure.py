@@ -1,0 +1,101 @@
+"""GPU timing of device measurements, run against a simulated CUDA runtime.
+
+No GPU is available to the tests: a stand-in for ``torch.cuda`` keeps a clock that kernels
+advance, charges eager launches a host overhead that graph replays avoid, and can refuse
+capture, so the timing logic (graph capture, replay, eager fallback, median) is exercised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from models._measure import _median_seconds, _timing_note
+
+KERNEL_MS = 1.0
+LAUNCH_MS = 0.5  # host launch overhead an eager call costs and a graph replay does not
+
+
+class _FakeCuda:
+    def __init__(self, capture_fails: bool) -> None:
+        self.clock_ms = 0.0
+        self.capturing: list[Any] | None = None
+        self.capture_fails = capture_fails
+        self.kernels = 0
+
+    def kernel(self) -> None:
+        if self.capturing is not None:
+            self.capturing.append(self._run_kernel)
+        else:
+            self.clock_ms += LAUNCH_MS
+            self._run_kernel()
+
+    def _run_kernel(self) -> None:
+        self.clock_ms += KERNEL_MS
+        self.kernels += 1
+
+    # torch.cuda surface used by the measurement
+    def Event(self, enable_timing: bool) -> Any:
+        cuda = self
+        event = SimpleNamespace(at=0.0)
+        event.record = lambda: setattr(event, "at", cuda.clock_ms)
+        event.synchronize = lambda: None
+        event.elapsed_time = lambda other: other.at - event.at
+        return event
+
+    def Stream(self) -> Any:
+        return SimpleNamespace(wait_stream=lambda other: None)
+
+    def current_stream(self) -> Any:
+        return self.Stream()
+
+    @contextmanager
+    def stream(self, s: Any) -> Iterator[None]:
+        yield
+
+    def CUDAGraph(self) -> Any:
+        graph = SimpleNamespace(calls=[])
+
+        def replay() -> None:
+            for call in graph.calls:
+                call()
+
+        graph.replay = replay
+        return graph
+
+    @contextmanager
+    def graph(self, g: Any) -> Iterator[None]:
+        if self.capture_fails:
+            raise RuntimeError("operation not permitted when stream is capturing")
+        self.capturing = g.calls
+        try:
+            yield
+        finally:
+            self.capturing = None
+
+    def synchronize(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("capture_fails", [False, True])
+def test_gpu_timing_replays_a_graph_or_falls_back(capture_fails: bool) -> None:
+    cuda = _FakeCuda(capture_fails)
+    torch = SimpleNamespace(cuda=cuda)
+    eager: list[str] = []
+    seconds = _median_seconds(torch, cuda.kernel, True, 2, 10, 3, eager)
+    if capture_fails:
+        # Eager calls pay the host's launch overhead; the fallback is recorded.
+        assert seconds == pytest.approx((KERNEL_MS + LAUNCH_MS) / 1e3)
+        assert eager == ["x"]
+        assert "1 shapes eagerly: capture failed" in _timing_note(3, 10, 2, True, eager)
+    else:
+        assert seconds == pytest.approx(KERNEL_MS / 1e3)
+        assert eager == []
+        # Warm-up 2, one side-stream call before capture, then 3 replays of 10 kernels.
+        assert cuda.kernels == 2 + 1 + 30
+        assert _timing_note(3, 10, 2, True, eager).endswith("replayed as CUDA graphs")
+    assert _timing_note(3, 10, 2, False, []).endswith("(wall clock)")
