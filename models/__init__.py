@@ -48,6 +48,7 @@ from models._measure import (
     measure_attention,
     measure_gemm,
     measured_device,
+    tables_from_raw,
 )
 from models._measured import AttentionMeasurement, GemmMeasurement
 from models._memory import (
@@ -136,6 +137,7 @@ __all__ = [
     "stage_layer_ranges",
     "stage_layers",
     "step_flops",
+    "tables_from_raw",
     "write_per_rank",
     "write_rank_classes",
 ]

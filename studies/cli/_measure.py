@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import json
 from pathlib import Path
 from typing import Any
 
 from models import (
-    DEFAULT_ATTENTION_HEAD_DIMS,
-    DEFAULT_ATTENTION_SEQ_LENS,
-    DEFAULT_GEMM_DIMS,
     AttentionMeasurement,
     GemmMeasurement,
+    ModelsError,
     device_preset,
-    measure_attention,
-    measure_gemm,
     measured_device,
+    tables_from_raw,
 )
+from models.record import RecordError, add_recording_flags, recording_from_args
 
 __all__ = ["register"]
 
@@ -31,75 +29,30 @@ def register(sub: Any) -> None:
     parser.add_argument("--base", required=True, help="device preset the GPU is (e.g. h100-sxm)")
     parser.add_argument("--out", required=True, help="device file to write (JSON)")
     parser.add_argument(
-        "--dims",
-        default=",".join(str(d) for d in DEFAULT_GEMM_DIMS),
-        help="grid of m, n and k values (comma-separated)",
+        "--from-raw",
+        metavar="FILE",
+        help="use tables recorded elsewhere by 'python models/record.py' instead of measuring",
     )
-    parser.add_argument(
-        "--seq-lens",
-        default=",".join(str(d) for d in DEFAULT_ATTENTION_SEQ_LENS),
-        help="attention sequence lengths (comma-separated)",
-    )
-    parser.add_argument(
-        "--head-dims",
-        default=",".join(str(d) for d in DEFAULT_ATTENTION_HEAD_DIMS),
-        help="attention head dimensions (comma-separated)",
-    )
-    parser.add_argument("--no-attention", action="store_true", help="measure GEMMs only")
-    parser.add_argument(
-        "--dtype", action="append", choices=("bf16", "fp16", "fp32", "tf32"), help="repeatable"
-    )
-    parser.add_argument("--torch-device", default="cuda", help="PyTorch device (default cuda)")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=10, help="products per timing")
-    parser.add_argument("--trials", type=int, default=3, help="timings per shape (median)")
-    parser.add_argument("--quiet", action="store_true", help="no line per shape")
+    add_recording_flags(parser)
     parser.set_defaults(func=_run)
 
 
-def _sizes(flag: str, text: str) -> list[int]:
-    try:
-        return [int(d) for d in text.split(",") if d.strip()]
-    except ValueError:
-        raise ValueError(f"{flag} {text!r}: expected comma-separated integers") from None
-
-
 def _run(args: argparse.Namespace) -> int:
-    dims = _sizes("--dims", args.dims)
-    seq_lens = _sizes("--seq-lens", args.seq_lens)
-    head_dims = _sizes("--head-dims", args.head_dims)
     base = device_preset(args.base)
     out = Path(args.out)
     if not out.parent.is_dir():
         raise FileNotFoundError(f"--out {out}: no directory {out.parent}")
-    progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
-    device, warmup, repeats, trials = args.torch_device, args.warmup, args.repeats, args.trials
-    tables: list[GemmMeasurement | AttentionMeasurement] = []
-    for dtype in args.dtype or ["bf16"]:
-        tables.append(
-            measure_gemm(
-                dims,
-                dtype=dtype,
-                device=device,
-                warmup=warmup,
-                repeats=repeats,
-                trials=trials,
-                progress=progress,
-            )
-        )
-        if not args.no_attention and dtype != "tf32":
-            tables.append(
-                measure_attention(
-                    seq_lens,
-                    head_dims,
-                    dtype=dtype,
-                    device=device,
-                    warmup=warmup,
-                    repeats=repeats,
-                    trials=trials,
-                    progress=progress,
-                )
-            )
+    if args.from_raw:
+        raw = json.loads(Path(args.from_raw).read_text())
+        if not isinstance(raw, dict):
+            raise ModelsError(f"--from-raw {args.from_raw}: not a recording (a JSON object)")
+        tables = tables_from_raw(raw)
+    else:
+        try:
+            raw = recording_from_args(args)
+        except RecordError as exc:
+            raise ModelsError(str(exc)) from None
+        tables = tables_from_raw(raw)
     spec = measured_device(base, *tables)
     out.write_text(spec.model_dump_json(indent=1) + "\n")
     for table in tables:
@@ -108,7 +61,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _summary(table: GemmMeasurement | AttentionMeasurement, peak_tflops: float) -> str:
-    """One line: how many shapes, and the largest one's rate as a fraction of peak."""
+    """One line: how many shapes, and the largest one's rate."""
     if isinstance(table, GemmMeasurement):
         top = max(table.axes[0]), max(table.axes[1]), max(table.axes[2])
         rate = table.tflops(*top)

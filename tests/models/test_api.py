@@ -17,6 +17,7 @@ def test_all_is_the_curated_public_api() -> None:
             "measure_attention",
             "measure_gemm",
             "measured_device",
+            "tables_from_raw",
             "ROOFLINE_ATTR",
             "COMM_SMS_ATTR",
             "COMM_BESIDE_ATTR",

@@ -60,3 +60,19 @@ def test_measure_device_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "expected comma-separated integers" in capsys.readouterr().err
     assert main(["validate", "--device", str(tmp_path / "none.json")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_measure_device_from_a_recording(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = tmp_path / "raw.json"
+    table = _flat_table(321.0)
+    raw.write_text(json.dumps({"gemm_measured": [table.model_dump()]}))
+    out = tmp_path / "dev.json"
+    argv = ["measure-device", "--base", "a100-80gb", "--out", str(out), "--from-raw"]
+    assert main([*argv, str(raw)]) == 0
+    assert load_device(out).efficiency.measured_gemm("bf16") == table
+    assert "8 bf16 GEMMs, 4096x4096x4096 at 321 TFLOP/s" in capsys.readouterr().out
+    raw.write_text("[]")
+    assert main([*argv, str(raw)]) == 2
+    assert "not a recording" in capsys.readouterr().err

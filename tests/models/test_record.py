@@ -1,4 +1,4 @@
-"""GPU timing of device measurements, run against a simulated CUDA runtime.
+"""The GPU recorder: its timing against a simulated CUDA runtime, and running as a script.
 
 No GPU is available to the tests: a stand-in for ``torch.cuda`` keeps a clock that kernels
 advance, charges eager launches a host overhead that graph replays avoid, and can refuse
@@ -7,14 +7,22 @@ capture, so the timing logic (graph capture, replay, eager fallback, median) is 
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from models._measure import _median_seconds, _timing_note
+import models.record
+from models import ModelsError, measured_device, tables_from_raw
+from models.record import _median_seconds, _timing_note
+
+RECORDER = Path(models.record.__file__)
 
 KERNEL_MS = 1.0
 LAUNCH_MS = 0.5  # host launch overhead an eager call costs and a graph replay does not
@@ -99,3 +107,37 @@ def test_gpu_timing_replays_a_graph_or_falls_back(capture_fails: bool) -> None:
         assert cuda.kernels == 2 + 1 + 30
         assert _timing_note(3, 10, 2, True, eager).endswith("replayed as CUDA graphs")
     assert _timing_note(3, 10, 2, False, []).endswith("(wall clock)")
+
+
+def test_recorder_runs_as_a_script_without_the_package_dependencies(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    out = tmp_path / "raw.json"
+    # A GPU machine may lack pydantic and the rest: the script must not import them.
+    blocker = (
+        "import runpy, sys\n"
+        "for name in ('pydantic', 'networkx', 'scipy', 'google.protobuf'):\n"
+        "    sys.modules[name] = None\n"
+        f"sys.argv = ['record.py', '--out', {str(out)!r}, '--torch-device', 'cpu', "
+        "'--dims', '16,32', '--seq-lens', '32', '--head-dims', '16', '--repeats', '1', "
+        "'--trials', '1', '--quiet', '--dtype', 'fp32']\n"
+        f"runpy.run_path({str(RECORDER)!r}, run_name='__main__')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", blocker], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    raw = json.loads(out.read_text())
+    tables = tables_from_raw(raw)
+    assert [type(t).__name__ for t in tables] == ["GemmMeasurement", "AttentionMeasurement"]
+    assert "wall clock" in tables[0].source
+    device = measured_device("h100-sxm", *tables)
+    assert device.efficiency.measured_gemm("fp32") == tables[0]
+    with pytest.raises(ModelsError, match="unknown key 'gemm'"):
+        tables_from_raw({"gemm": []})
+    bad = subprocess.run(
+        [sys.executable, str(RECORDER), "--out", str(out), "--dims", "16,x"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode == 2 and "expected comma-separated integers" in bad.stderr
