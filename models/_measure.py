@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 from models._device import DeviceSpec, EfficiencyModel, device_preset
 from models._errors import ModelsError
 from models._measured import AttentionMeasurement, GemmMeasurement
@@ -66,8 +68,17 @@ def tables_from_raw(
     if unknown:
         raise ModelsError(f"recording has unknown key {unknown[0]!r}")
     tables: list[GemmMeasurement | AttentionMeasurement] = []
-    tables += [GemmMeasurement.model_validate(t) for t in raw.get("gemm_measured", [])]
-    tables += [AttentionMeasurement.model_validate(t) for t in raw.get("attention_measured", [])]
+    for key, kind in (
+        ("gemm_measured", GemmMeasurement),
+        ("attention_measured", AttentionMeasurement),
+    ):
+        for i, table in enumerate(raw.get(key, [])):
+            try:
+                tables.append(kind.model_validate(table))
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                where = ".".join(str(p) for p in err["loc"])
+                raise ModelsError(f"recording {key}[{i}] {where}: {err['msg']}") from None
     if not tables:
         raise ModelsError("recording holds no table")
     return tables

@@ -76,3 +76,7 @@ def test_measure_device_from_a_recording(
     raw.write_text("[]")
     assert main([*argv, str(raw)]) == 2
     assert "not a recording" in capsys.readouterr().err
+    raw.write_text(json.dumps({"gemm_measured": [{"dtype": "bf16", "points": [[1, 2]]}]}))
+    assert main([*argv, str(raw)]) == 2
+    err = capsys.readouterr().err
+    assert "recording gemm_measured[0] points.0.2: Field required" in err
