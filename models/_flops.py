@@ -376,10 +376,28 @@ def _attention_ops(model: ModelSpec, plan: ParallelPlan) -> list[OpCost]:
 
 
 def embedding_cost(model: ModelSpec, plan: ParallelPlan) -> OpCost:
-    """Per-GPU embedding lookup (a gather: bytes only) for one micro-batch."""
+    """Per-GPU embedding lookup (a gather: bytes only) for one micro-batch.
+
+    Its backward also builds the embeddings' dense weight gradient: PyTorch's embedding
+    backward zero-fills a 16-bit [vocab / tp, hidden] gradient and scatters the tokens'
+    gradients into it, and Megatron-LM's gradient hook adds it to the fp32 main gradient (read
+    2 and 4, write 4): 12 bytes per weight every micro-batch, as for any weight whose gradient
+    accumulation is not fused into its GEMM. Learned positions add their [seq, hidden] table.
+    """
     t = _tokens(model, plan)
     sp_div = plan.tp if plan.sequence_parallel else 1
-    return OpCost("embedding", "vector", 0, 2 * ACT_BYTES * t * model.hidden_size // sp_div)
+    activations = 2 * ACT_BYTES * t * model.hidden_size // sp_div
+    table = model.vocab_size // plan.tp * model.hidden_size
+    if model.learned_position_embeddings:
+        table += model.seq_len * model.hidden_size
+    dense_grad = 12 * table
+    return OpCost(
+        "embedding",
+        "vector",
+        0,
+        activations,
+        bwd_bytes_factor=(2 * activations + dense_grad) / activations,
+    )
 
 
 def logits_cost(model: ModelSpec, plan: ParallelPlan) -> tuple[OpCost, OpCost]:

@@ -7,6 +7,7 @@ import pytest
 from models import (
     ModelSpec,
     ParallelPlan,
+    embedding_cost,
     layer_cost,
     logits_cost,
     model_preset,
@@ -162,3 +163,19 @@ def test_elementwise_kernels_move_what_megatron_s_kernels_move() -> None:
     )
     f = swiglu.ffn_size // tp
     assert (act.fwd_bytes, act.bwd_bytes) == (6 * t * f, 10 * t * f)
+
+
+def test_embedding_backward_builds_the_dense_weight_gradient() -> None:
+    # PyTorch zero-fills a [vocab / tp, hidden] gradient and Megatron adds it to the fp32 main
+    # gradient: 12 bytes per weight of the shard and of the learned positions, per micro-batch.
+    model = model_preset("gpt-1.7b")
+    plan = ParallelPlan(tp=2, dp=4, sequence_parallel=True)
+    cost = embedding_cost(model, plan)
+    h, s = model.hidden_size, model.seq_len
+    activations = 2 * 2 * s * h // 2  # read the rows, write the sequence shard
+    assert cost.fwd_bytes == activations
+    table = model.vocab_size // 2 * h + s * h
+    assert cost.bwd_bytes == 2 * activations + 12 * table
+    no_positions = model.model_copy(update={"learned_position_embeddings": False})
+    without = embedding_cost(no_positions, plan)
+    assert cost.bwd_bytes - without.bwd_bytes == 12 * s * h
