@@ -83,6 +83,7 @@ class _LayerProgram:
         self.deferred: list[tuple[str, int]] = []  # (block, micro-batch) reduced after backward
         sharded = plan.optimizer_sharded or plan.zero_stage >= 2
         self.grad_type = _RS if sharded else _AR
+        self._fsdp_anchor = -1  # what preceded the previous layer (ZeRO-3 prefetch)
 
     # -- sizes of the collectives of one layer --------------------------------------------
     def _tp_full(self) -> int:
@@ -360,10 +361,23 @@ class _LayerProgram:
         return prev
 
     def _fsdp_gather(self, layer: int, tag: str, prev: int) -> int:
+        """ZeRO-3 / FSDP: all-gather the layer's weight shards before it computes.
+
+        With ``overlap_param_gather`` the gather is issued one layer ahead, after what preceded
+        the previous layer, and the layer's first kernel waits for it: FSDP's pre-forward and
+        pre-backward hooks enqueue it while the GPU still runs that layer (the host runs
+        ahead; ``backward_prefetch`` does so explicitly) and DeepSpeed ZeRO-3 prefetches
+        likewise. Without, the gather starts once the previous layer is done.
+        """
         if self.plan.zero_stage < 3:
             return prev
         shard = self._layer_weight_bytes(layer) // (self.plan.dp * self.plan.cp)
-        return self.b.coll(f"{tag}.fsdp_ag", "dp_cp", _AG, shard, [prev])
+        if not self.plan.overlap_param_gather:
+            return self.b.coll(f"{tag}.fsdp_ag", "dp_cp", _AG, shard, [prev])
+        anchor, self._fsdp_anchor = self._fsdp_anchor, prev
+        gather = self.b.coll(f"{tag}.fsdp_ag", "dp_cp", _AG, shard, [anchor])
+        self.b.wait_before_next_compute([gather])
+        return prev
 
     def _layer_weight_bytes(self, layer: int) -> int:
         """16-bit weights of one layer on this GPU."""

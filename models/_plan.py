@@ -59,7 +59,11 @@ class ParallelPlan(BaseModel):
         "materialise the s x s scores (Megatron-LM before 2023)",
     )
     overlap_grad_reduce: bool = Field(True, description="overlap DP gradient reduction")
-    overlap_param_gather: bool = Field(True, description="overlap ZeRO/FSDP parameter gathers")
+    overlap_param_gather: bool = Field(
+        True,
+        description="ZeRO-3/FSDP: gather each layer's weights while the previous layer computes "
+        "(prefetch); the distributed optimizer's gather follows its step either way",
+    )
     overlap_tp_comm: bool = Field(False, description="overlap TP communication with GEMMs")
     grad_accumulation_fusion: bool = Field(
         True,

@@ -178,6 +178,34 @@ def test_a_blocking_send_holds_the_collectives_issued_after_it() -> None:
         assert checked > 0 or granularity == "op"
 
 
+@pytest.mark.parametrize("granularity", ["layer", "op"])
+@pytest.mark.parametrize("prefetch", [True, False])
+def test_zero3_gathers_each_layer_while_the_previous_one_computes(
+    prefetch: bool, granularity: str
+) -> None:
+    """ZeRO-3/FSDP gathers a layer's weights one layer ahead (the host enqueues the gather
+    while the GPU runs the previous layer); without prefetch only after that layer is done."""
+    plan = ParallelPlan(
+        dp=4, global_batch_size=4, zero_stage=3, overlap_param_gather=prefetch
+    )  # fmt: skip
+    graph = generate_rank(DENSE, plan, 0, granularity=granularity)  # type: ignore[arg-type]
+    nodes = graph.node_list
+    gathers = [n for n in nodes if n.name.endswith(".fsdp_ag")]
+    assert len(gathers) == 2 * DENSE.num_layers  # each layer, forward and backward
+    position = {n.id: i for i, n in enumerate(nodes)}
+    for gather in gathers[1:]:
+        # The layer's first compute node waits for its own gather.
+        layer = gather.name.removesuffix(".fsdp_ag")
+        first = next(n for n in nodes if n.name.startswith(layer) and n.type == NodeType.COMP_NODE)
+        assert gather.id in first.data_deps
+        # With prefetch the gather does not wait for the layer before it: its dependency
+        # comes before that layer's first node.
+        (dep,) = gather.data_deps
+        earlier = [n for n in gathers if position[n.id] < position[gather.id]][-1]
+        before_previous = position[dep] < position[earlier.id]
+        assert before_previous == prefetch
+
+
 def test_node_naming_attributes_are_not_cached() -> None:
     """``comm_beside`` values name nodes, new in every workload: the builder's attribute cache
     must not keep them (it would grow with every plan a sweep generates)."""
