@@ -54,6 +54,7 @@ DEFAULT_ATTENTION_HEAD_DIMS: tuple[int, ...] = (64, 128, 256)
 _TORCH_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32", "tf32": "float32"}
 
 Progress = Callable[[str], None] | None
+TableSink = Callable[[dict[str, list[dict[str, Any]]]], None] | None
 
 
 class RecordError(ValueError):
@@ -283,7 +284,9 @@ def add_recording_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no line per shape")
 
 
-def recording_from_args(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
+def recording_from_args(
+    args: argparse.Namespace, *, on_table: TableSink = None
+) -> dict[str, list[dict[str, Any]]]:
     """Record what ``add_recording_flags``' flags ask for."""
     return record_tables(
         _sizes("--dims", args.dims),
@@ -296,6 +299,7 @@ def recording_from_args(args: argparse.Namespace) -> dict[str, list[dict[str, An
         repeats=args.repeats,
         trials=args.trials,
         progress=None if args.quiet else _to_stderr,
+        on_table=on_table,
     )
 
 
@@ -307,13 +311,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="JSON file for the recorded tables")
     add_recording_flags(parser)
     args = parser.parse_args(argv)
+    out = Path(args.out)
+
+    def save(tables: dict[str, list[dict[str, Any]]]) -> None:
+        # Written after every table: a later failure (a shape the GPU's attention kernels
+        # refuse, a lost machine) keeps what was recorded.
+        out.write_text(json.dumps(tables, indent=1) + "\n")
+
     try:
-        tables = recording_from_args(args)
-        Path(args.out).write_text(json.dumps(tables, indent=1) + "\n")
-    except (RecordError, OSError) as exc:
-        print(f"record: error: {exc}", file=sys.stderr)
+        recording_from_args(args, on_table=save)
+    except (RecordError, OSError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"record: error: {first}", file=sys.stderr)
         return 2
-    print(f"wrote {args.out}", file=sys.stderr)
+    print(f"wrote {out}", file=sys.stderr)
     return 0
 
 
@@ -329,9 +340,11 @@ def record_tables(
     repeats: int = 10,
     trials: int = 3,
     progress: Progress = None,
+    on_table: TableSink = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Every table for ``dtypes``, keyed like ``models.EfficiencyModel``'s fields (no
-    attention table for tf32, which fused attention does not run in)."""
+    attention table for tf32, which fused attention does not run in); ``on_table`` sees the
+    tables recorded so far after each one."""
     timing: dict[str, Any] = {
         "device": device,
         "warmup": warmup,
@@ -339,13 +352,19 @@ def record_tables(
         "trials": trials,
         "progress": progress,
     }
-    gemm = [record_gemm(dims, dtype=dtype, **timing) for dtype in dtypes]
-    attn = [
-        record_attention(seq_lens, head_dims, dtype=dtype, **timing)
-        for dtype in dtypes
-        if attention and dtype != "tf32"
-    ]
-    return {"gemm_measured": gemm, "attention_measured": attn}
+    tables: dict[str, list[dict[str, Any]]] = {"gemm_measured": [], "attention_measured": []}
+    for dtype in dtypes:
+        tables["gemm_measured"].append(record_gemm(dims, dtype=dtype, **timing))
+        if on_table is not None:
+            on_table(tables)
+    for dtype in dtypes:
+        if attention and dtype != "tf32":
+            tables["attention_measured"].append(
+                record_attention(seq_lens, head_dims, dtype=dtype, **timing)
+            )
+            if on_table is not None:
+                on_table(tables)
+    return tables
 
 
 def _to_stderr(line: str) -> None:

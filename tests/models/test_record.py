@@ -141,3 +141,20 @@ def test_recorder_runs_as_a_script_without_the_package_dependencies(tmp_path: Pa
         timeout=300,
     )
     assert bad.returncode == 2 and "expected comma-separated integers" in bad.stderr
+
+
+def test_a_failing_table_keeps_the_ones_recorded_before_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("torch")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("no kernel for this head dim\nmore lines")
+
+    monkeypatch.setattr(models.record, "record_attention", refuse)
+    out = tmp_path / "raw.json"
+    argv = ["--out", str(out), "--torch-device", "cpu", "--dims", "16", "--quiet"]
+    assert models.record.main([*argv, "--repeats", "1", "--trials", "1"]) == 2
+    assert "record: error: no kernel for this head dim" in capsys.readouterr().err
+    kept = json.loads(out.read_text())
+    assert len(kept["gemm_measured"]) == 1 and kept["attention_measured"] == []
