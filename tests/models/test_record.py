@@ -158,3 +158,19 @@ def test_a_failing_table_keeps_the_ones_recorded_before_it(
     assert "record: error: no kernel for this head dim" in capsys.readouterr().err
     kept = json.loads(out.read_text())
     assert len(kept["gemm_measured"]) == 1 and kept["attention_measured"] == []
+
+
+def test_recorder_without_pytorch_says_so(tmp_path: Path) -> None:
+    blocker = (
+        "import runpy, sys\n"
+        "sys.modules['torch'] = None\n"
+        f"sys.argv = ['record.py', '--out', {str(tmp_path / 'raw.json')!r}]\n"
+        f"runpy.run_path({str(RECORDER)!r}, run_name='__main__')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", blocker], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "record: error: measuring a device needs PyTorch: pip install 'trainsim[torch]'"
+    )
