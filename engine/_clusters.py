@@ -151,7 +151,7 @@ def cluster_system(
     """
     fields.setdefault("cost_model", "nccl")
     spec = load_device(device)
-    name = cluster or default_cluster(spec.name)
+    name = cluster or default_cluster(spec)
     if name not in CLUSTER_PRESETS:
         allowed = ", ".join(sorted(CLUSTER_PRESETS))
         raise SystemConfigError(f"cluster {name!r} is not a preset (allowed: {allowed})")

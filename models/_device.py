@@ -116,6 +116,8 @@ class EfficiencyModel(BaseModel):
 
 def _for_dtype(tables: tuple[_Table, ...], dtype: str) -> _Table | None:
     """The table measured in ``dtype``, else in its twin (fp16 and bf16 share tensor cores)."""
+    if not tables:  # a preset: every roofline asks, so answer without building a mapping
+        return None
     by_dtype: dict[str, _Table] = {table.dtype: table for table in tables}
     twin = {"fp16": "bf16", "bf16": "fp16"}.get(dtype, dtype)
     return by_dtype.get(dtype) or by_dtype.get(twin)

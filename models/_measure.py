@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from models._device import DeviceSpec, EfficiencyModel, device_preset
+from models._device import DeviceSpec, EfficiencyModel, load_device
 from models._errors import ModelsError
 from models._measured import AttentionMeasurement, GemmMeasurement
 from models.record import (
@@ -87,9 +87,9 @@ def tables_from_raw(
 def measured_device(
     base: str | DeviceSpec, *tables: GemmMeasurement | AttentionMeasurement
 ) -> DeviceSpec:
-    """A copy of ``base`` whose GEMMs and fused attention cost the measured rates; a table
-    replaces one of the same kind and dtype that ``base`` already has."""
-    spec = device_preset(base) if isinstance(base, str) else base
+    """A copy of ``base`` (preset, device file or spec) whose GEMMs and fused attention cost
+    the measured rates; a table replaces one of the same kind and dtype ``base`` has."""
+    spec = load_device(base)
     fields: dict[str, object] = spec.efficiency.model_dump()
     for field, kind, old in (
         ("gemm_measured", GemmMeasurement, spec.efficiency.gemm_measured),

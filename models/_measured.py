@@ -36,7 +36,7 @@ class _LogGrid:
     def __init__(self, names: Sequence[str], rows: Sequence[tuple[tuple[int, ...], float]]):
         rates: dict[tuple[int, ...], float] = {}
         for shape, rate in rows:
-            where = f"point {shape if len(shape) > 1 else shape[0]}"
+            where = f"point {shape}"
             if min(shape) < 1:
                 raise ValueError(f"{where}: every dimension must be at least 1")
             if not (rate > 0 and math.isfinite(rate)):

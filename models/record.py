@@ -77,16 +77,17 @@ def record_gemm(
     cuda = target.type == "cuda"
     linear = torch.nn.functional.linear
     grid = sorted(set(dims))
-    eager: list[str] = []
+    eager = 0  # timings that ran eagerly: CUDA graph capture failed
     points: list[list[float]] = []
     for m in grid:
         for n in grid:
             for k in grid:
                 x = torch.randn(m, k, dtype=elem, device=target)
                 w = torch.randn(n, k, dtype=elem, device=target)
-                seconds = _median_seconds(
-                    torch, partial(linear, x, w), cuda, warmup, repeats, trials, eager
+                seconds, graphed = _median_seconds(
+                    torch, partial(linear, x, w), cuda, warmup, repeats, trials
                 )
+                eager += cuda and not graphed
                 tflops = 2.0 * m * n * k / seconds / 1e12
                 points.append([m, n, k, tflops])
                 if progress is not None:
@@ -123,7 +124,7 @@ def record_attention(
         raise RecordError(f"heads={heads} and tokens={tokens} must be positive")
     cuda = target.type == "cuda"
     sdpa = torch.nn.functional.scaled_dot_product_attention
-    eager: list[str] = []
+    eager = 0  # timings that ran eagerly: CUDA graph capture failed
     points: list[list[float]] = []
     for seq in sorted(set(seq_lens)):
         batch = max(1, tokens // seq)
@@ -136,8 +137,10 @@ def record_attention(
             grad = torch.randn_like(out)
             forward = partial(sdpa, q, k, v, is_causal=True)
             backward = partial(torch.autograd.grad, out, (q, k, v), grad, retain_graph=True)
-            fwd_s = _median_seconds(torch, forward, cuda, warmup, repeats, trials, eager)
-            bwd_s = _median_seconds(torch, backward, cuda, warmup, repeats, trials, eager)
+            fwd_s, fwd_graphed = _median_seconds(torch, forward, cuda, warmup, repeats, trials)
+            bwd_s, bwd_graphed = _median_seconds(torch, backward, cuda, warmup, repeats, trials)
+            eager += cuda and not fwd_graphed
+            eager += cuda and not bwd_graphed
             fwd_flops = 4.0 * batch * heads * seq * seq * dim / 2
             fwd, bwd = fwd_flops / fwd_s / 1e12, 2.5 * fwd_flops / bwd_s / 1e12
             points.append([seq, dim, fwd, bwd])
@@ -158,19 +161,17 @@ def _median_seconds(
     warmup: int,
     repeats: int,
     trials: int,
-    eager: list[str],
-) -> float:
-    """Median seconds of one ``run()`` over ``trials`` timings of ``repeats`` back to back.
+) -> tuple[float, bool]:
+    """Median seconds of one ``run()`` over ``trials`` timings of ``repeats`` back to back,
+    and whether they were CUDA graph replays.
 
     On a GPU the ``repeats`` calls are captured in a CUDA graph and replayed, so that the
     timing sees the kernels and not the host's launch overhead (which can exceed a small
-    GEMM's time); where capture fails they run eagerly and ``eager`` records it.
+    GEMM's time); where capture fails they run eagerly.
     """
     for _ in range(warmup):
         run()
     replay = _graphed(torch, run, repeats) if cuda else None
-    if cuda and replay is None:
-        eager.append("x")
     samples: list[float] = []
     for _ in range(trials):
         if cuda:
@@ -189,7 +190,7 @@ def _median_seconds(
             for _ in range(repeats):
                 run()
             samples.append((time.perf_counter() - began) / repeats)
-    return max(statistics.median(samples), 1e-9)
+    return max(statistics.median(samples), 1e-9), replay is not None
 
 
 def _graphed(torch: Any, run: Callable[[], object], repeats: int) -> Callable[[], object] | None:
@@ -212,13 +213,13 @@ def _graphed(torch: Any, run: Callable[[], object], repeats: int) -> Callable[[]
     return replay
 
 
-def _timing_note(trials: int, repeats: int, warmup: int, cuda: bool, eager: list[str]) -> str:
+def _timing_note(trials: int, repeats: int, warmup: int, cuda: bool, eager: int) -> str:
     """How the rates were timed, for a table's ``source``."""
     how = f"median of {trials} timings of {repeats} back-to-back calls after {warmup} warm-up"
     if not cuda:
         return how + " (wall clock)"
     how += ", replayed as CUDA graphs"
-    return how + (f" ({len(eager)} shapes eagerly: capture failed)" if eager else "")
+    return how + (f" ({eager} timings eagerly: capture failed)" if eager else "")
 
 
 def _setup(

@@ -15,7 +15,7 @@ from models import (
     measured_device,
     tables_from_raw,
 )
-from models.record import RecordError, add_recording_flags, recording_from_args
+from models.record import add_recording_flags, recording_from_args
 
 __all__ = ["register"]
 
@@ -48,11 +48,8 @@ def _run(args: argparse.Namespace) -> int:
             raise ModelsError(f"--from-raw {args.from_raw}: not a recording (a JSON object)")
         tables = tables_from_raw(raw)
     else:
-        try:
-            raw = recording_from_args(args)
-        except RecordError as exc:
-            raise ModelsError(str(exc)) from None
-        tables = tables_from_raw(raw)
+        # A RecordError is a ValueError: the command line prints it in one line.
+        tables = tables_from_raw(recording_from_args(args))
     spec = measured_device(base, *tables)
     out.write_text(spec.model_dump_json(indent=1) + "\n")
     for table in tables:

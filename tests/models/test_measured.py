@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from models import (
-    ROOFLINE_ATTR,
     AttentionMeasurement,
     EfficiencyModel,
     GemmMeasurement,
@@ -155,4 +154,3 @@ def test_measured_attention_costs_forward_and_backward_apart() -> None:
     # Entries of older ETs (class 2, no shape) keep the preset's fraction on any device.
     legacy = (2, executed, 0, 0, 0, 0)
     assert roofline_time_us(device, legacy) == pytest.approx(executed / rate)
-    assert ROOFLINE_ATTR == "roofline_ops"

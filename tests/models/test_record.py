@@ -93,20 +93,19 @@ class _FakeCuda:
 def test_gpu_timing_replays_a_graph_or_falls_back(capture_fails: bool) -> None:
     cuda = _FakeCuda(capture_fails)
     torch = SimpleNamespace(cuda=cuda)
-    eager: list[str] = []
-    seconds = _median_seconds(torch, cuda.kernel, True, 2, 10, 3, eager)
+    seconds, graphed = _median_seconds(torch, cuda.kernel, True, 2, 10, 3)
     if capture_fails:
         # Eager calls pay the host's launch overhead; the fallback is recorded.
         assert seconds == pytest.approx((KERNEL_MS + LAUNCH_MS) / 1e3)
-        assert eager == ["x"]
-        assert "1 shapes eagerly: capture failed" in _timing_note(3, 10, 2, True, eager)
+        assert not graphed
+        assert "1 timings eagerly: capture failed" in _timing_note(3, 10, 2, True, 1)
     else:
         assert seconds == pytest.approx(KERNEL_MS / 1e3)
-        assert eager == []
+        assert graphed
         # Warm-up 2, one side-stream call before capture, then 3 replays of 10 kernels.
         assert cuda.kernels == 2 + 1 + 30
-        assert _timing_note(3, 10, 2, True, eager).endswith("replayed as CUDA graphs")
-    assert _timing_note(3, 10, 2, False, []).endswith("(wall clock)")
+        assert _timing_note(3, 10, 2, True, 0).endswith("replayed as CUDA graphs")
+    assert _timing_note(3, 10, 2, False, 0).endswith("(wall clock)")
 
 
 def test_recorder_runs_as_a_script_without_the_package_dependencies(tmp_path: Path) -> None:
