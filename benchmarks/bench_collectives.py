@@ -14,10 +14,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from collectives import SystemConfig, collective_cost
-from collectives._algorithms import local_schedule
-from collectives._cost import _cached_plan
-from topology import Topology, astra_network_dims, dgx_cluster, multi_dimensional, parse_spec
+from trainsim.collectives import SystemConfig, collective_cost
+from trainsim.collectives._algorithms import local_schedule
+from trainsim.collectives._cost import _cached_plan
+from trainsim.topology import (
+    Topology,
+    astra_network_dims,
+    dgx_cluster,
+    multi_dimensional,
+    parse_spec,
+)
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from collectives import AdaComp, ScaleCom
+from trainsim.collectives import AdaComp, ScaleCom
 
 SIZE = 1 << 24  # 16M elements, 64 MiB of float32: well past the caches
 REPEATS = 5

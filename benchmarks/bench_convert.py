@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from chakra_et.convert import HostTraceError, convert_pytorch
-from chakra_et.convert._host_et import read_json_document
+from trainsim.chakra_et.convert import HostTraceError, convert_pytorch
+from trainsim.chakra_et.convert._host_et import read_json_document
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fixtures"
 SYNTHETIC_NODES = 1_000_000

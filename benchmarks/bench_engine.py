@@ -10,9 +10,9 @@ from __future__ import annotations
 import statistics
 import time
 
-from chakra_et import CollectiveCommType, ETGraph, NodeType, new_metadata, new_node
-from engine import System, Workload, simulate
-from topology import Dimension, DimKind, multi_dimensional
+from trainsim.chakra_et import CollectiveCommType, ETGraph, NodeType, new_metadata, new_node
+from trainsim.engine import System, Workload, simulate
+from trainsim.topology import Dimension, DimKind, multi_dimensional
 
 RUNS = 3
 
@@ -77,8 +77,8 @@ def _median(fn: object) -> float:
 
 def llama3_405b() -> None:
     """One step of Llama 3 405B on 16,384 H100 (TP 8, PP 16, DP 128) in rank-class mode."""
-    from engine import cluster_system, plan_workload
-    from models import ParallelPlan, model_preset
+    from trainsim.engine import cluster_system, plan_workload
+    from trainsim.models import ParallelPlan, model_preset
 
     model = model_preset("llama3-405b")
     plan = ParallelPlan.for_gpus(

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from google.protobuf.internal.decoder import _DecodeVarint32
 
-import chakra_et
-from chakra_et import ETGraph, ETReader, NodeType, new_metadata, new_node
+from trainsim import chakra_et
+from trainsim.chakra_et import ETGraph, ETReader, NodeType, new_metadata, new_node
 
 NODES = 1_000_000
 RUNS = 5

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from engine import (
+from trainsim.engine import (
     Distribution,
     FailureSpec,
     InterruptionTable,
@@ -27,7 +27,7 @@ from engine import (
     predict,
     sample_steps,
 )
-from models import ParallelPlan, model_preset
+from trainsim.models import ParallelPlan, model_preset
 
 RUNS = 3
 T = TypeVar("T")

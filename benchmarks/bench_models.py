@@ -15,8 +15,8 @@ import itertools
 import statistics
 import time
 
-import models
-from models import ModelSpec, ParallelPlan
+from trainsim import models
+from trainsim.models import ModelSpec, ParallelPlan
 
 RUNS = 5
 SWEEP_PLANS = 1000

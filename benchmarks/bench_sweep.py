@@ -22,10 +22,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from models import model_preset
-from studies import sweep
-from studies._sweep_eval import PlanTask, SweepContext, evaluate_plan, memory_gib, system_for
-from studies._sweep_space import enumerate_plans, space_from_mapping
+from trainsim.models import model_preset
+from trainsim.studies import sweep
+from trainsim.studies._sweep_eval import (
+    PlanTask,
+    SweepContext,
+    evaluate_plan,
+    memory_gib,
+    system_for,
+)
+from trainsim.studies._sweep_space import enumerate_plans, space_from_mapping
 
 __all__ = ["SPACE", "main"]
 

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from collectives import synthesize_tacos
-from collectives._tacos import gather_once
-from collectives._tacos_network import link_graph
-from topology import GIB_PER_GB, read_edge_list, torus
+from trainsim.collectives import synthesize_tacos
+from trainsim.collectives._tacos import gather_once
+from trainsim.collectives._tacos_network import link_graph
+from trainsim.topology import GIB_PER_GB, read_edge_list, torus
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "reference"
 OUTPUT_BYTES = 64 * 2**20

@@ -4,7 +4,7 @@
 attributes this project does not interpret survive a round trip.
 """
 
-from chakra_et._attrs import (
+from trainsim.chakra_et._attrs import (
     RESERVED_ATTR_KINDS,
     AttrValue,
     attr_value,
@@ -13,14 +13,26 @@ from chakra_et._attrs import (
     make_attr,
     set_attr,
 )
-from chakra_et._capture import CaptureError, CaptureSession, capture
-from chakra_et._errors import ChakraETError, ETFormatError, ETJSONError, ETValidationError, Problem
-from chakra_et._graph import DEFAULT_SCHEMA_VERSION, ETGraph, new_metadata, new_node, node_type_name
-from chakra_et._io import from_json, iter_nodes, load, load_json, save, save_json, to_json
-from chakra_et._stream import MAX_MESSAGE_BYTES, ETReader, ETWriter
-from chakra_et._summary import ETSummary, summarize
-from chakra_et._validate import check, validate
-from chakra_et.convert import (
+from trainsim.chakra_et._capture import CaptureError, CaptureSession, capture
+from trainsim.chakra_et._errors import (
+    ChakraETError,
+    ETFormatError,
+    ETJSONError,
+    ETValidationError,
+    Problem,
+)
+from trainsim.chakra_et._graph import (
+    DEFAULT_SCHEMA_VERSION,
+    ETGraph,
+    new_metadata,
+    new_node,
+    node_type_name,
+)
+from trainsim.chakra_et._io import from_json, iter_nodes, load, load_json, save, save_json, to_json
+from trainsim.chakra_et._stream import MAX_MESSAGE_BYTES, ETReader, ETWriter
+from trainsim.chakra_et._summary import ETSummary, summarize
+from trainsim.chakra_et._validate import check, validate
+from trainsim.chakra_et.convert import (
     Conversion,
     ConversionReport,
     ConversionWarning,
@@ -28,7 +40,13 @@ from chakra_et.convert import (
     convert_directory,
     convert_pytorch,
 )
-from chakra_et.schema import AttributeProto, CollectiveCommType, GlobalMetadata, Node, NodeType
+from trainsim.chakra_et.schema import (
+    AttributeProto,
+    CollectiveCommType,
+    GlobalMetadata,
+    Node,
+    NodeType,
+)
 
 __all__ = [
     "DEFAULT_SCHEMA_VERSION",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from chakra_et.schema import AttributeProto, GlobalMetadata, Node
+from trainsim.chakra_et.schema import AttributeProto, GlobalMetadata, Node
 
 __all__ = [
     "ATTR_KINDS",

@@ -3,7 +3,7 @@
 torch is imported only here, when ``capture`` is entered; the rest of ``chakra_et`` never
 needs it.
 
->>> import chakra_et
+>>> from trainsim import chakra_et
 >>> with chakra_et.capture("traces", warmup_steps=1) as cap:  # doctest: +SKIP
 ...     for _ in range(2):
 ...         train_step()
@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from chakra_et.convert import Conversion, TraceConversionError, convert_pytorch
+from trainsim.chakra_et.convert import Conversion, TraceConversionError, convert_pytorch
 
 __all__ = ["CaptureError", "CaptureSession", "capture"]
 

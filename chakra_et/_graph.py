@@ -6,9 +6,9 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from chakra_et._attrs import make_attr
-from chakra_et._errors import ETValidationError, Problem
-from chakra_et.schema import GlobalMetadata, Node, NodeType
+from trainsim.chakra_et._attrs import make_attr
+from trainsim.chakra_et._errors import ETValidationError, Problem
+from trainsim.chakra_et.schema import GlobalMetadata, Node, NodeType
 
 if TYPE_CHECKING:
     import networkx as nx

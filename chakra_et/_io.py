@@ -17,10 +17,10 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from chakra_et._errors import ETJSONError
-from chakra_et._graph import ETGraph
-from chakra_et._stream import ETReader, ETWriter, Source
-from chakra_et.schema import GlobalMetadata, Node
+from trainsim.chakra_et._errors import ETJSONError
+from trainsim.chakra_et._graph import ETGraph
+from trainsim.chakra_et._stream import ETReader, ETWriter, Source
+from trainsim.chakra_et.schema import GlobalMetadata, Node
 
 __all__ = ["from_json", "iter_nodes", "load", "load_json", "save", "save_json", "to_json"]
 

@@ -20,8 +20,8 @@ from typing import BinaryIO, Union, cast
 
 from google.protobuf.message import DecodeError
 
-from chakra_et._errors import ETFormatError
-from chakra_et.schema import GlobalMetadata, Node
+from trainsim.chakra_et._errors import ETFormatError
+from trainsim.chakra_et.schema import GlobalMetadata, Node
 
 __all__ = [
     "MAX_MESSAGE_BYTES",

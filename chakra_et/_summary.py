@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from chakra_et._attrs import get_attr
-from chakra_et._graph import ETGraph, node_type_name
-from chakra_et.schema import CollectiveCommType, NodeType
+from trainsim.chakra_et._attrs import get_attr
+from trainsim.chakra_et._graph import ETGraph, node_type_name
+from trainsim.chakra_et.schema import CollectiveCommType, NodeType
 
 __all__ = ["ETSummary", "summarize"]
 

@@ -6,10 +6,10 @@ together as one ``ETValidationError``.
 
 from __future__ import annotations
 
-from chakra_et._attrs import attrs_dict
-from chakra_et._errors import ETValidationError, Problem
-from chakra_et._graph import ETGraph, node_type_name
-from chakra_et.schema import CollectiveCommType, Node, NodeType
+from trainsim.chakra_et._attrs import attrs_dict
+from trainsim.chakra_et._errors import ETValidationError, Problem
+from trainsim.chakra_et._graph import ETGraph, node_type_name
+from trainsim.chakra_et.schema import CollectiveCommType, Node, NodeType
 
 __all__ = ["MAX_DURATION_MICROS", "check", "validate"]
 

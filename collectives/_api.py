@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from topology import Topology
+from trainsim.topology import Topology
 
 from ._algorithms import parse_algorithm
 from ._cost import AnalyticalModel, CollectiveCost, CollectiveRequest, CongestionModel, CostModel
@@ -50,7 +50,7 @@ def collective_cost(
     ``algorithm`` is one name or one per spanned dimension; when omitted it comes from
     ``system.algorithms`` (ASTRA-sim's ``*-implementation``) or defaults to ring.
 
-    >>> from topology import ring
+    >>> from trainsim.topology import ring
     >>> c = collective_cost("all_reduce", 1 << 20, range(8), ring(8))
     >>> round(c.time_us, 2)
     43.7

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from topology import Placement, Topology, place_group
+from trainsim.topology import Placement, Topology, place_group
 
 from ._algorithms import local_schedule, parse_algorithm
 from ._errors import AlgorithmError, GroupError
@@ -128,7 +128,7 @@ def build_schedule(
 ) -> Schedule:
     """Build the full schedule of a collective on a rank group.
 
-    >>> from topology import parse_spec
+    >>> from trainsim.topology import parse_spec
     >>> s = build_schedule("all_reduce", range(16), 1 << 20, topology=parse_spec("ring:4,switch:4"))
     >>> [p.op.value for p in s.phases]
     ['reduce_scatter', 'all_reduce', 'all_gather']

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from topology import Topology
+from trainsim.topology import Topology
 
 from ._api import collective_time_us
 from ._compress_spec import CompressionSpec
@@ -145,7 +145,7 @@ def compressed_sync_cost(
     collective (``all_reduce`` or ``reduce_scatter``), ``layer_type`` picks a per-layer-type
     ratio, ``memory_bandwidth_gbps`` is the device's HBM bandwidth for the compressor's work.
 
-    >>> from topology import parse_spec
+    >>> from trainsim.topology import parse_spec
     >>> spec = CompressionSpec(method="scalecom", ratio=100)
     >>> c = compressed_sync_cost(spec, 100e6, range(8), parse_spec("switch:8@12.5/1"))
     >>> c.mode, round(c.dense_time_us), round(c.time_us)

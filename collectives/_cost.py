@@ -9,7 +9,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from topology import Topology
+from trainsim.topology import Topology
 
 from ._algorithms import local_schedule
 from ._compose import Plan, build_schedule, plan_phases

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from topology import Topology
+from trainsim.topology import Topology
 
 from ._local import FloatArray, IntArray
 from ._schedule import Schedule

@@ -10,7 +10,7 @@ Topologies without dimensions have no node boundary and use the analytical model
 
 from __future__ import annotations
 
-from topology import place_group
+from trainsim.topology import place_group
 
 from ._cost import AnalyticalModel, CollectiveCost, CollectiveRequest, CostModel
 from ._nccl import NcclModel

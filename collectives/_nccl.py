@@ -20,7 +20,7 @@ cluster whose network differs from InfiniBand), NCCL's defaults otherwise.
 
 from __future__ import annotations
 
-from topology import Placement, Topology, place_group
+from trainsim.topology import Placement, Topology, place_group
 
 from ._cost import CollectiveCost, CollectiveRequest, CostModel
 from ._errors import AlgorithmError

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from topology import Topology
+from trainsim.topology import Topology
 
 from ._ops import CollectiveOp
 from ._schedule import Schedule
@@ -63,7 +63,7 @@ def tacos_schedule(
 ) -> Schedule:
     """The TACOS schedule of ``op`` at ``size_bytes`` (sizes as in ``synthesize``), cached.
 
-    >>> from topology import ring
+    >>> from trainsim.topology import ring
     >>> clear_tacos_cache()
     >>> a = tacos_schedule("all_gather", range(4), 1 << 20, ring(4))
     >>> b = tacos_schedule("all_gather", range(4), 5 << 18, ring(4))

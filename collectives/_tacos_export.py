@@ -90,8 +90,8 @@ def _blocks(result: TacosResult) -> list[list[_Block]]:
 def to_msccl_json(result: TacosResult) -> dict[str, object]:
     """The schedule as plain data: per GPU, threadblocks of ordered steps with dependencies.
 
-    >>> from topology import ring
-    >>> from collectives import synthesize_tacos
+    >>> from trainsim.topology import ring
+    >>> from trainsim.collectives import synthesize_tacos
     >>> doc = to_msccl_json(synthesize_tacos("all_gather", 1024, ring(4)))
     >>> blocks = doc["gpus"][0]["threadblocks"]
     >>> doc["collective"], len(doc["gpus"]), sorted({s["type"] for b in blocks for s in b["steps"]})

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from topology import DisconnectedError, Topology
+from trainsim.topology import DisconnectedError, Topology
 
 from ._errors import GroupError
 from ._local import FloatArray, IntArray
@@ -91,7 +91,7 @@ def link_graph(topology: Topology, ranks: Sequence[int] | None = None) -> LinkGr
     Raises ``GroupError`` for an unknown or repeated rank and ``DisconnectedError`` naming
     the members that cannot reach, or be reached from, the first member.
 
-    >>> from topology import torus
+    >>> from trainsim.topology import torus
     >>> g = link_graph(torus([4, 4]))
     >>> g.num_members, g.num_links
     (16, 64)

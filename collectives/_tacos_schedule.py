@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from topology import Topology
+from trainsim.topology import Topology
 
 from ._errors import AlgorithmError, ConfigError
 from ._local import FloatArray, IntArray
@@ -98,7 +98,7 @@ def synthesize_tacos(
     all-gather, the reduced buffer for reduce-scatter and all-reduce. Each member's part is
     cut into ``chunks_per_npu`` chunks. The same ``seed`` gives the same schedule.
 
-    >>> from topology import torus
+    >>> from trainsim.topology import torus
     >>> r = synthesize_tacos("all_gather", 1 << 20, torus([4, 4]), seed=1)
     >>> r.schedule.num_transfers, round(r.efficiency, 2) > 0.5
     (240, True)

@@ -5,29 +5,39 @@ representative per rank class) on a ``System`` (device, network, collective algo
 cost model, scheduling) and returns a ``StepResult``.
 """
 
-from engine._clusters import CLUSTER_PRESETS, ClusterPreset, cluster_system, default_cluster
-from engine._empirical import variability_from_workload
-from engine._errors import DeadlockError, EngineError, SystemConfigError, WorkloadError
-from engine._failures import (
+from trainsim.engine._clusters import (
+    CLUSTER_PRESETS,
+    ClusterPreset,
+    cluster_system,
+    default_cluster,
+)
+from trainsim.engine._empirical import variability_from_workload
+from trainsim.engine._errors import DeadlockError, EngineError, SystemConfigError, WorkloadError
+from trainsim.engine._failures import (
     FailureSpec,
     InterruptionTable,
     daly_expected_wall_s,
     daly_interval_s,
     young_interval_s,
 )
-from engine._forecast import TrainingForecast, forecast
-from engine._predict import default_granularity, plan_workload, predict
-from engine._result import RankBreakdown, StepMetrics, StepResult
-from engine._simulate import simulate
-from engine._stochastic import StepSamples, sample_steps
-from engine._system import Scheduling, System, load_system
-from engine._variability import (
+from trainsim.engine._forecast import TrainingForecast, forecast
+from trainsim.engine._predict import default_granularity, plan_workload, predict
+from trainsim.engine._result import RankBreakdown, StepMetrics, StepResult
+from trainsim.engine._simulate import simulate
+from trainsim.engine._stochastic import StepSamples, sample_steps
+from trainsim.engine._system import Scheduling, System, load_system
+from trainsim.engine._variability import (
     Distribution,
     ForecastConfigError,
     VariabilitySpec,
     load_variability,
 )
-from engine._workload import Workload, groups_from_metadata, load_comm_groups, load_workload
+from trainsim.engine._workload import (
+    Workload,
+    groups_from_metadata,
+    load_comm_groups,
+    load_workload,
+)
 
 __all__ = [
     "CLUSTER_PRESETS",

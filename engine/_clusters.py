@@ -36,11 +36,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from collectives import NcclParams, NcclProtocol, SystemConfig
-from engine._errors import SystemConfigError
-from engine._system import System
-from models import DEVICE_PRESETS, DeviceSpec, load_device
-from topology import Dimension, DimKind, Topology, multi_dimensional
+from trainsim.collectives import NcclParams, NcclProtocol, SystemConfig
+from trainsim.engine._errors import SystemConfigError
+from trainsim.engine._system import System
+from trainsim.models import DEVICE_PRESETS, DeviceSpec, load_device
+from trainsim.topology import Dimension, DimKind, Topology, multi_dimensional
 
 __all__ = ["CLUSTER_PRESETS", "ClusterPreset", "cluster_system", "default_cluster"]
 

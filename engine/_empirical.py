@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 
-import chakra_et
-from chakra_et import NodeType
-from engine._variability import Distribution, ForecastConfigError, VariabilitySpec, classify_compute
-from engine._workload import Workload
+from trainsim import chakra_et
+from trainsim.chakra_et import NodeType
+from trainsim.engine._variability import (
+    Distribution,
+    ForecastConfigError,
+    VariabilitySpec,
+    classify_compute,
+)
+from trainsim.engine._workload import Workload
 
 __all__ = ["variability_from_workload"]
 

@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from engine._variability import ForecastConfigError
+from trainsim.engine._variability import ForecastConfigError
 
 __all__ = [
     "FailureSamples",

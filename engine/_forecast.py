@@ -22,17 +22,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from engine._errors import WorkloadError
-from engine._failures import FailureSpec, sample_failures
-from engine._predict import plan_workload, predict
-from engine._replay import build_replay
-from engine._result import StepResult
-from engine._simulate import simulate
-from engine._stochastic import StepSamples, run_samples
-from engine._system import System
-from engine._variability import ForecastConfigError, VariabilitySpec
-from engine._workload import Workload
-from models import ModelSpec, ParallelPlan
+from trainsim.engine._errors import WorkloadError
+from trainsim.engine._failures import FailureSpec, sample_failures
+from trainsim.engine._predict import plan_workload, predict
+from trainsim.engine._replay import build_replay
+from trainsim.engine._result import StepResult
+from trainsim.engine._simulate import simulate
+from trainsim.engine._stochastic import StepSamples, run_samples
+from trainsim.engine._system import System
+from trainsim.engine._variability import ForecastConfigError, VariabilitySpec
+from trainsim.engine._workload import Workload
+from trainsim.models import ModelSpec, ParallelPlan
 
 if TYPE_CHECKING:
     import pandas as pd

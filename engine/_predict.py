@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from engine._result import StepMetrics, StepResult
-from engine._simulate import simulate
-from engine._system import System
-from engine._workload import Workload
-from models import (
+from trainsim.engine._result import StepMetrics, StepResult
+from trainsim.engine._simulate import simulate
+from trainsim.engine._system import System
+from trainsim.engine._workload import Workload
+from trainsim.models import (
     Granularity,
     ModelSpec,
     ParallelPlan,

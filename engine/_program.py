@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-import chakra_et
-from chakra_et import CollectiveCommType, ETGraph, NodeType, attr_value
-from engine._errors import WorkloadError
-from models import (
+from trainsim import chakra_et
+from trainsim.chakra_et import CollectiveCommType, ETGraph, NodeType, attr_value
+from trainsim.engine._errors import WorkloadError
+from trainsim.models import (
     COMM_BESIDE_ATTR,
     COMM_SMS_ATTR,
     ROOFLINE_ATTR,

@@ -11,14 +11,14 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-import chakra_et
-from engine._errors import WorkloadError
-from engine._program import K_COLL, K_COMP, K_CPU, K_MEM, K_RECV, K_SEND
-from engine._result import StepResult
-from engine._sim import comm_stream_slots, program_slots
-from engine._system import System
-from engine._variability import classify_compute
-from engine._workload import Workload
+from trainsim import chakra_et
+from trainsim.engine._errors import WorkloadError
+from trainsim.engine._program import K_COLL, K_COMP, K_CPU, K_MEM, K_RECV, K_SEND
+from trainsim.engine._result import StepResult
+from trainsim.engine._sim import comm_stream_slots, program_slots
+from trainsim.engine._system import System
+from trainsim.engine._variability import classify_compute
+from trainsim.engine._workload import Workload
 
 __all__ = ["Occurrence", "Replay", "build_replay"]
 

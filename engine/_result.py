@@ -9,8 +9,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine._program import K_COLL, K_COMP, K_CPU, K_RECV, K_SEND, KIND_NAMES, Program
-from engine._sim import RawTimeline
+from trainsim.engine._program import K_COLL, K_COMP, K_CPU, K_RECV, K_SEND, KIND_NAMES, Program
+from trainsim.engine._sim import RawTimeline
 
 if TYPE_CHECKING:
     import pandas as pd

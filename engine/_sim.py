@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from heapq import heappop, heappush
 
-from engine._errors import DeadlockError, WorkloadError
-from engine._program import K_COLL, K_CPU, K_NOOP, K_RECV, K_SEND, Program
+from trainsim.engine._errors import DeadlockError, WorkloadError
+from trainsim.engine._program import K_COLL, K_CPU, K_NOOP, K_RECV, K_SEND, Program
 
 __all__ = [
     "CollectiveCoster",

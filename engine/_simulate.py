@@ -6,13 +6,13 @@ import gc
 from dataclasses import replace
 from functools import cache
 
-from collectives import CollectiveError, collective_time_us, compressed_sync_time_us
-from engine._errors import WorkloadError
-from engine._program import K_SEND, Program, compile_program, stretch_beside
-from engine._result import StepMetrics, StepResult
-from engine._sim import run_programs
-from engine._system import System
-from engine._workload import Workload
+from trainsim.collectives import CollectiveError, collective_time_us, compressed_sync_time_us
+from trainsim.engine._errors import WorkloadError
+from trainsim.engine._program import K_SEND, Program, compile_program, stretch_beside
+from trainsim.engine._result import StepMetrics, StepResult
+from trainsim.engine._sim import run_programs
+from trainsim.engine._system import System
+from trainsim.engine._workload import Workload
 
 __all__ = ["simulate"]
 

@@ -42,14 +42,14 @@ from typing import TypeAlias
 import numpy as np
 from numpy.typing import NDArray
 
-from engine._errors import WorkloadError
-from engine._program import K_COLL, K_COMP, K_RECV
-from engine._replay import Replay, build_replay
-from engine._result import StepResult
-from engine._simulate import simulate
-from engine._system import System
-from engine._variability import VariabilitySpec
-from engine._workload import Workload
+from trainsim.engine._errors import WorkloadError
+from trainsim.engine._program import K_COLL, K_COMP, K_RECV
+from trainsim.engine._replay import Replay, build_replay
+from trainsim.engine._result import StepResult
+from trainsim.engine._simulate import simulate
+from trainsim.engine._system import System
+from trainsim.engine._variability import VariabilitySpec
+from trainsim.engine._workload import Workload
 
 __all__ = ["StepSamples", "run_samples", "sample_steps"]
 

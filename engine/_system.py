@@ -14,11 +14,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-import topology
-from collectives import CompressionSpec, SystemConfig, read_astra_system
-from engine._config import load_model_file
-from engine._errors import SystemConfigError
-from models import DeviceSpec, load_device
+from trainsim import topology
+from trainsim.collectives import CompressionSpec, SystemConfig, read_astra_system
+from trainsim.engine._config import load_model_file
+from trainsim.engine._errors import SystemConfigError
+from trainsim.models import DeviceSpec, load_device
 
 __all__ = ["Scheduling", "System", "load_system"]
 

@@ -20,8 +20,8 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from engine._config import load_model_file
-from engine._errors import EngineError
+from trainsim.engine._config import load_model_file
+from trainsim.engine._errors import EngineError
 
 __all__ = [
     "COMM_CLASSES",

@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import chakra_et
-from chakra_et import ETGraph
-from engine._errors import WorkloadError
+from trainsim import chakra_et
+from trainsim.chakra_et import ETGraph
+from trainsim.engine._errors import WorkloadError
 
 __all__ = ["Workload", "groups_from_metadata", "load_comm_groups", "load_workload"]
 

@@ -7,7 +7,7 @@ engine simulates (``generate_rank_classes``); a ``DeviceSpec`` gives peak rates,
 the efficiency model that turns FLOPs and bytes into time.
 """
 
-from models._device import (
+from trainsim.models._device import (
     DEVICE_PRESETS,
     DeviceSpec,
     DType,
@@ -15,14 +15,14 @@ from models._device import (
     device_preset,
     load_device,
 )
-from models._errors import (
+from trainsim.models._errors import (
     InvalidModelError,
     InvalidPlanError,
     MemoryCapacityError,
     ModelsError,
     UnknownPresetError,
 )
-from models._flops import (
+from trainsim.models._flops import (
     LayerCost,
     OpCost,
     StepFlops,
@@ -32,7 +32,7 @@ from models._flops import (
     optimizer_cost,
     step_flops,
 )
-from models._generate import (
+from trainsim.models._generate import (
     Granularity,
     generate_rank,
     generate_rank_classes,
@@ -40,8 +40,8 @@ from models._generate import (
     write_per_rank,
     write_rank_classes,
 )
-from models._loading import load_model, model_from_hf_config, model_from_mapping
-from models._measure import (
+from trainsim.models._loading import load_model, model_from_hf_config, model_from_mapping
+from trainsim.models._measure import (
     DEFAULT_ATTENTION_HEAD_DIMS,
     DEFAULT_ATTENTION_SEQ_LENS,
     DEFAULT_GEMM_DIMS,
@@ -50,8 +50,8 @@ from models._measure import (
     measured_device,
     tables_from_raw,
 )
-from models._measured import AttentionMeasurement, GemmMeasurement
-from models._memory import (
+from trainsim.models._measured import AttentionMeasurement, GemmMeasurement
+from trainsim.models._memory import (
     MemoryBreakdown,
     check_memory,
     local_params,
@@ -59,7 +59,7 @@ from models._memory import (
     memory_per_gpu,
     stage_layers,
 )
-from models._plan import (
+from trainsim.models._plan import (
     Attention,
     ParallelPlan,
     Recompute,
@@ -67,16 +67,16 @@ from models._plan import (
     plan_from_mapping,
     stage_layer_ranges,
 )
-from models._presets import MODEL_PRESETS, model_preset
-from models._ranks import GROUP_KINDS, RankCoord, RankLayout
-from models._roofline import (
+from trainsim.models._presets import MODEL_PRESETS, model_preset
+from trainsim.models._ranks import GROUP_KINDS, RankCoord, RankLayout
+from trainsim.models._roofline import (
     COMM_BESIDE_ATTR,
     COMM_SMS_ATTR,
     ROOFLINE_ATTR,
     encode_roofline,
     roofline_time_us,
 )
-from models._spec import ModelSpec, Projection
+from trainsim.models._spec import ModelSpec, Projection
 
 __all__ = [
     "COMM_BESIDE_ATTR",

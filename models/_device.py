@@ -44,8 +44,8 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from models._errors import ModelsError, UnknownPresetError
-from models._measured import AttentionMeasurement, GemmMeasurement
+from trainsim.models._errors import ModelsError, UnknownPresetError
+from trainsim.models._measured import AttentionMeasurement, GemmMeasurement
 
 __all__ = [
     "DEVICE_PRESETS",

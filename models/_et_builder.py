@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from chakra_et import Node, NodeType, make_attr
-from models._device import DeviceSpec
-from models._plan import ParallelPlan
-from models._ranks import RankLayout
-from models._roofline import COMM_BESIDE_ATTR, COMM_SMS_ATTR, ROOFLINE_ATTR, roofline_time_us
-from models._spec import ModelSpec
+from trainsim.chakra_et import Node, NodeType, make_attr
+from trainsim.models._device import DeviceSpec
+from trainsim.models._plan import ParallelPlan
+from trainsim.models._ranks import RankLayout
+from trainsim.models._roofline import (
+    COMM_BESIDE_ATTR,
+    COMM_SMS_ATTR,
+    ROOFLINE_ATTR,
+    roofline_time_us,
+)
+from trainsim.models._spec import ModelSpec
 
 __all__ = ["COMP", "ETBuilder"]
 

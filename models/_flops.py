@@ -25,8 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 
-from models._plan import ParallelPlan
-from models._spec import ModelSpec
+from trainsim.models._plan import ParallelPlan
+from trainsim.models._spec import ModelSpec
 
 __all__ = [
     "ACT_BYTES",

@@ -67,26 +67,26 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from chakra_et import (
+from trainsim.chakra_et import (
     ETGraph,
     new_metadata,
     save,
 )
-from models._device import DeviceSpec
-from models._errors import ModelsError
-from models._et_builder import COMP, ETBuilder
-from models._flops import (
+from trainsim.models._device import DeviceSpec
+from trainsim.models._errors import ModelsError
+from trainsim.models._et_builder import COMP, ETBuilder
+from trainsim.models._flops import (
     embedding_cost,
     logits_cost,
     optimizer_cost,
 )
-from models._layer_program import _AG, _LayerProgram
-from models._memory import local_params
-from models._pipeline import pipeline_schedule
-from models._plan import ParallelPlan, check_plan
-from models._ranks import RankLayout
-from models._roofline import ROOFLINE_ATTR, encode_roofline
-from models._spec import ModelSpec
+from trainsim.models._layer_program import _AG, _LayerProgram
+from trainsim.models._memory import local_params
+from trainsim.models._pipeline import pipeline_schedule
+from trainsim.models._plan import ParallelPlan, check_plan
+from trainsim.models._ranks import RankLayout
+from trainsim.models._roofline import ROOFLINE_ATTR, encode_roofline
+from trainsim.models._spec import ModelSpec
 
 __all__ = [
     "Granularity",

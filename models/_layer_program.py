@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import pairwise
 
-from chakra_et import CollectiveCommType
-from models._et_builder import ETBuilder
-from models._flops import (
+from trainsim.chakra_et import CollectiveCommType
+from trainsim.models._et_builder import ETBuilder
+from trainsim.models._flops import (
     ACT_BYTES,
     NCCL_COMM_SMS,
     TE_COMM_SMS,
@@ -26,8 +26,13 @@ from models._flops import (
     OpCost,
     layer_cost,
 )
-from models._plan import stage_layer_ranges
-from models._roofline import COMM_BESIDE_ATTR, COMM_SMS_ATTR, ROOFLINE_ATTR, encode_roofline
+from trainsim.models._plan import stage_layer_ranges
+from trainsim.models._roofline import (
+    COMM_BESIDE_ATTR,
+    COMM_SMS_ATTR,
+    ROOFLINE_ATTR,
+    encode_roofline,
+)
 
 __all__: list[str] = []
 

@@ -20,9 +20,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from models._errors import InvalidModelError
-from models._presets import MODEL_PRESETS, model_preset
-from models._spec import ModelSpec
+from trainsim.models._errors import InvalidModelError
+from trainsim.models._presets import MODEL_PRESETS, model_preset
+from trainsim.models._spec import ModelSpec
 
 __all__ = ["load_model", "model_from_hf_config", "model_from_mapping"]
 

@@ -14,10 +14,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from models._device import DeviceSpec, EfficiencyModel, load_device
-from models._errors import ModelsError
-from models._measured import AttentionMeasurement, GemmMeasurement
-from models.record import (
+from trainsim.models._device import DeviceSpec, EfficiencyModel, load_device
+from trainsim.models._errors import ModelsError
+from trainsim.models._measured import AttentionMeasurement, GemmMeasurement
+from trainsim.models.record import (
     DEFAULT_ATTENTION_HEAD_DIMS,
     DEFAULT_ATTENTION_SEQ_LENS,
     DEFAULT_GEMM_DIMS,

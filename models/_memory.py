@@ -29,11 +29,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from models._device import DeviceSpec
-from models._errors import MemoryCapacityError
-from models._flops import ACT_BYTES
-from models._plan import ParallelPlan, stage_layer_ranges
-from models._spec import ModelSpec
+from trainsim.models._device import DeviceSpec
+from trainsim.models._errors import MemoryCapacityError
+from trainsim.models._flops import ACT_BYTES
+from trainsim.models._plan import ParallelPlan, stage_layer_ranges
+from trainsim.models._spec import ModelSpec
 
 __all__ = [
     "BASE_ALLOWANCE_BYTES",

@@ -14,8 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from models._errors import InvalidPlanError
-from models._spec import ModelSpec
+from trainsim.models._errors import InvalidPlanError
+from trainsim.models._spec import ModelSpec
 
 __all__ = [
     "Attention",

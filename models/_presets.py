@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from models._errors import UnknownPresetError
-from models._spec import ModelSpec
+from trainsim.models._errors import UnknownPresetError
+from trainsim.models._spec import ModelSpec
 
 __all__ = ["MODEL_PRESETS", "model_preset"]
 

@@ -19,8 +19,8 @@ from functools import cached_property
 import numpy as np
 from numpy.typing import NDArray
 
-from models._errors import InvalidPlanError
-from models._plan import ParallelPlan
+from trainsim.models._errors import InvalidPlanError
+from trainsim.models._plan import ParallelPlan
 
 __all__ = ["GROUP_KINDS", "RankCoord", "RankLayout"]
 

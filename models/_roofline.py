@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from models._device import DeviceSpec
+from trainsim.models._device import DeviceSpec
 
 __all__ = [
     "COMM_BESIDE_ATTR",

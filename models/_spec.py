@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from models._errors import InvalidModelError
+from trainsim.models._errors import InvalidModelError
 
 __all__ = ["ModelSpec", "Projection"]
 

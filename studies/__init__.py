@@ -1,10 +1,14 @@
 """What-if studies, validation and the trainsim command line."""
 
-from studies._compression import LearnersStudy, adacomp_crossover_closed_form, learners_study
-from studies._executors import Executor, LocalExecutor, RayExecutor, SerialExecutor
-from studies._sweep import SweepResult, sweep
-from studies._sweep_space import Constraints, SearchSpace, SweepConfigError, load_space
-from studies._whatif import WhatIfResult, compression_whatif, topology_whatif
+from trainsim.studies._compression import (
+    LearnersStudy,
+    adacomp_crossover_closed_form,
+    learners_study,
+)
+from trainsim.studies._executors import Executor, LocalExecutor, RayExecutor, SerialExecutor
+from trainsim.studies._sweep import SweepResult, sweep
+from trainsim.studies._sweep_space import Constraints, SearchSpace, SweepConfigError, load_space
+from trainsim.studies._whatif import WhatIfResult, compression_whatif, topology_whatif
 
 __all__: list[str] = [
     "Constraints",

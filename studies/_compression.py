@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from collectives import CompressionSpec, compressed_sync_cost
-from topology import Topology, parse_spec
+from trainsim.collectives import CompressionSpec, compressed_sync_cost
+from trainsim.topology import Topology, parse_spec
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from collectives import CompressionSpec
-from engine import FailureSpec
-from models import ModelSpec, ParallelPlan, check_plan, load_device, load_model
-from studies._executors import Executor, make_executor
-from studies._sweep_eval import (
+from trainsim.collectives import CompressionSpec
+from trainsim.engine import FailureSpec
+from trainsim.models import ModelSpec, ParallelPlan, check_plan, load_device, load_model
+from trainsim.studies._executors import Executor, make_executor
+from trainsim.studies._sweep_eval import (
     OBJECTIVES,
     Objective,
     PlanTask,
@@ -33,15 +33,15 @@ from studies._sweep_eval import (
     rank_record,
     system_for,
 )
-from studies._sweep_progress import SweepProgress, describe_plan
-from studies._sweep_space import (
+from trainsim.studies._sweep_progress import SweepProgress, describe_plan
+from trainsim.studies._sweep_space import (
     Constraints,
     SearchSpace,
     constraints_from_mapping,
     enumerate_plans,
     space_from_mapping,
 )
-from studies._sweep_store import RECORD_COLUMNS, ResultStore
+from trainsim.studies._sweep_store import RECORD_COLUMNS, ResultStore
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -14,10 +14,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from collectives import CompressionSpec
-from engine import EngineError, FailureSpec, System, cluster_system, forecast, predict
-from models import ModelsError, ModelSpec, ParallelPlan, memory_per_gpu
-from studies._sweep_space import Constraints, SweepConfigError
+from trainsim.collectives import CompressionSpec
+from trainsim.engine import EngineError, FailureSpec, System, cluster_system, forecast, predict
+from trainsim.models import ModelsError, ModelSpec, ParallelPlan, memory_per_gpu
+from trainsim.studies._sweep_space import Constraints, SweepConfigError
 
 __all__ = [
     "OBJECTIVES",

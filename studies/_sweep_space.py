@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from models import ModelsError, ModelSpec, ParallelPlan, Recompute, check_plan
+from trainsim.models import ModelsError, ModelSpec, ParallelPlan, Recompute, check_plan
 
 __all__ = ["Constraints", "SearchSpace", "SweepConfigError", "enumerate_plans", "load_space"]
 

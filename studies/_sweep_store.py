@@ -15,8 +15,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from models import ParallelPlan
-from studies._sweep_space import SweepConfigError
+from trainsim.models import ParallelPlan
+from trainsim.studies._sweep_space import SweepConfigError
 
 __all__ = ["RECORD_COLUMNS", "ResultStore"]
 

@@ -13,10 +13,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from collectives import CompressionSpec
-from engine import CLUSTER_PRESETS, ClusterPreset, System, cluster_system, default_cluster, predict
-from models import ModelSpec, ParallelPlan, check_plan, load_model
-from studies._sweep_space import SweepConfigError
+from trainsim.collectives import CompressionSpec
+from trainsim.engine import (
+    CLUSTER_PRESETS,
+    ClusterPreset,
+    System,
+    cluster_system,
+    default_cluster,
+    predict,
+)
+from trainsim.models import ModelSpec, ParallelPlan, check_plan, load_model
+from trainsim.studies._sweep_space import SweepConfigError
 
 if TYPE_CHECKING:
     import pandas as pd

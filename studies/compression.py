@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from studies._compression import (
+from trainsim.studies._compression import (
     DEFAULT_LEARNERS,
     LearnersStudy,
     adacomp_crossover_closed_form,

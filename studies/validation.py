@@ -54,15 +54,16 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collectives import collective_cost
-from engine import StepResult, cluster_system, predict
-from models import (
+from trainsim.collectives import collective_cost
+from trainsim.engine import StepResult, cluster_system, predict
+from trainsim.models import (
     DeviceSpec,
     ModelSpec,
     ParallelPlan,
@@ -71,7 +72,13 @@ from models import (
     stage_layer_ranges,
 )
 
-__all__ = ["ValidationReport", "ValidationRow", "default_data_path", "run_validation"]
+__all__ = [
+    "DATA_DIR_ENV",
+    "ValidationReport",
+    "ValidationRow",
+    "default_data_path",
+    "run_validation",
+]
 
 _DEVICES = {"A100-80GB": "a100-80gb", "A100-40GB": "a100-40gb", "H100": "h100-sxm"}
 #: Source prefix -> short label for tables.
@@ -124,11 +131,26 @@ _COLUMNS = frozenset(
 )
 
 
+#: Environment variable naming the reference-data folder (the one holding ``ground_truth/``).
+DATA_DIR_ENV = "TRAINSIM_DATA"
+_PUBLISHED = Path("ground_truth") / "published.csv"
+
+
 def default_data_path() -> Path:
-    """``../shared/data/ground_truth/published.csv`` beside the repository."""
-    return (
-        Path(__file__).resolve().parents[2] / "shared" / "data" / "ground_truth" / "published.csv"
-    )
+    """Where ``published.csv`` is: under ``$TRAINSIM_DATA``, else ``shared/data`` found upwards.
+
+    The installed package does not ship the reference data; a checkout keeps it in
+    ``../shared/data`` beside the repository, so the current directory and each of its parents
+    are searched for ``shared/data``. When none has it, the first candidate is returned and
+    reading it fails naming that path.
+    """
+    configured = os.environ.get(DATA_DIR_ENV)
+    if configured:
+        return Path(configured) / _PUBLISHED
+    here = Path.cwd().resolve()
+    candidates = [d / "shared" / "data" / _PUBLISHED for d in (here, *here.parents)]
+    fallback = here.parent / "shared" / "data" / _PUBLISHED
+    return next((c for c in candidates if c.is_file()), fallback)
 
 
 @dataclass
@@ -372,6 +394,11 @@ def run_validation(
     report = ValidationReport()
     cache: dict[tuple[str, ...], StepResult] = {}
     source_path = Path(path or default_data_path())
+    if not source_path.is_file():
+        raise FileNotFoundError(
+            f"{source_path}: no published-measurements table there; pass its path (--data) or "
+            f"set {DATA_DIR_ENV} to the folder holding ground_truth/published.csv"
+        )
     with open(source_path, newline="") as handle:
         reader = csv.DictReader(handle)
         missing = sorted(_COLUMNS - set(reader.fieldnames or ()))

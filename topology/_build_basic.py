@@ -89,7 +89,7 @@ def multi_dimensional(dims: Sequence[Dimension], *, name: str | None = None) -> 
     NPU ``r`` has coordinates ``(r % n0, (r // n0) % n1, ...)``; the NPUs that differ only in
     coordinate ``d`` form one group of dimension ``d``, wired as that dimension's kind says.
 
-    >>> from topology import Dimension, DimKind
+    >>> from trainsim.topology import Dimension, DimKind
     >>> t = multi_dimensional([Dimension(DimKind.RING, 4, 200, 0.1),
     ...                        Dimension(DimKind.SWITCH, 4, 50, 0.5)])
     >>> t.num_npus, len(t.switches)

@@ -17,7 +17,7 @@ def remove_links(
 ) -> Topology:
     """A copy of ``topology`` without ``links``; raises if that cuts NPUs off from each other.
 
-    >>> from topology import ring
+    >>> from trainsim.topology import ring
     >>> remove_links(ring(4), [(0, 1)]).graph.has_edge(1, 0)
     False
     """

@@ -102,7 +102,7 @@ class Topology:
     coordinates with dimension 0 varying fastest); algorithms and the analytical cost model use
     it to find which dimensions a rank group spans.
 
-    >>> from topology import ring
+    >>> from trainsim.topology import ring
     >>> t = ring(4, bandwidth_gbps=50, latency_us=0.5)
     >>> t.num_npus, t.link(0, 1).bandwidth_gbps
     (4, 50.0)

@@ -44,7 +44,7 @@ class Placement:
 def place_group(topology: Topology, ranks: Sequence[int], *, with_links: bool = True) -> Placement:
     """Find the dimensions and links a rank group spans.
 
-    >>> from topology import parse_spec
+    >>> from trainsim.topology import parse_spec
     >>> p = place_group(parse_spec("ring:4,switch:4"), [0, 4, 8, 12])
     >>> p.dims, p.sizes, p.regular
     ((1,), (4,), True)

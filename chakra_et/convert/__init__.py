@@ -16,22 +16,22 @@ What a converted ET holds, beyond the Chakra reserved attributes:
   ``source_schema`` and ``converter``.
 """
 
-from chakra_et.convert._errors import (
+from trainsim.chakra_et.convert._errors import (
     ConversionWarning,
     HostTraceError,
     KinetoTraceError,
     TraceConversionError,
     UnsupportedSchemaError,
 )
-from chakra_et.convert._host_et import (
+from trainsim.chakra_et.convert._host_et import (
     SUPPORTED_SCHEMAS,
     HostTrace,
     load_host_trace,
     parse_host_trace,
 )
-from chakra_et.convert._kineto import KinetoTrace, load_kineto_trace, parse_kineto_trace
-from chakra_et.convert._report import ConversionReport
-from chakra_et.convert.pytorch import (
+from trainsim.chakra_et.convert._kineto import KinetoTrace, load_kineto_trace, parse_kineto_trace
+from trainsim.chakra_et.convert._report import ConversionReport
+from trainsim.chakra_et.convert.pytorch import (
     Conversion,
     convert_directory,
     convert_pytorch,

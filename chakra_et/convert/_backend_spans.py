@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import bisect
 
-from chakra_et.convert._collectives import compatible
-from chakra_et.convert._host_et import HostOp
-from chakra_et.convert._link import HostKinetoLink
-from chakra_et.convert._units import Unit
+from trainsim.chakra_et.convert._collectives import compatible
+from trainsim.chakra_et.convert._host_et import HostOp
+from trainsim.chakra_et.convert._link import HostKinetoLink
+from trainsim.chakra_et.convert._units import Unit
 
 __all__ = ["absorb_worker_ops", "pair_backend_ops", "worker_thread"]
 

@@ -12,18 +12,18 @@ import bisect
 from dataclasses import dataclass, field
 from typing import Any
 
-from chakra_et._attrs import RESERVED_ATTR_KINDS, make_attr
-from chakra_et._graph import ETGraph, new_metadata
-from chakra_et.convert._backend_spans import worker_thread
-from chakra_et.convert._collectives import comm_size_bytes, p2p_peer_and_tag
-from chakra_et.convert._gloo_threads import GroupSequences, infer_thread_groups
-from chakra_et.convert._host_et import HostOp, iter_tensors
-from chakra_et.convert._kineto import KinetoEvent, KinetoTrace
-from chakra_et.convert._link import HostKinetoLink
-from chakra_et.convert._process_groups import ProcessGroups
-from chakra_et.convert._report import ConversionReport
-from chakra_et.convert._units import Unit
-from chakra_et.schema import CollectiveCommType, Node, NodeType
+from trainsim.chakra_et._attrs import RESERVED_ATTR_KINDS, make_attr
+from trainsim.chakra_et._graph import ETGraph, new_metadata
+from trainsim.chakra_et.convert._backend_spans import worker_thread
+from trainsim.chakra_et.convert._collectives import comm_size_bytes, p2p_peer_and_tag
+from trainsim.chakra_et.convert._gloo_threads import GroupSequences, infer_thread_groups
+from trainsim.chakra_et.convert._host_et import HostOp, iter_tensors
+from trainsim.chakra_et.convert._kineto import KinetoEvent, KinetoTrace
+from trainsim.chakra_et.convert._link import HostKinetoLink
+from trainsim.chakra_et.convert._process_groups import ProcessGroups
+from trainsim.chakra_et.convert._report import ConversionReport
+from trainsim.chakra_et.convert._units import Unit
+from trainsim.chakra_et.schema import CollectiveCommType, Node, NodeType
 
 __all__ = ["BuildOptions", "build_graph"]
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from chakra_et.convert._host_et import HostOp, iter_tensors
-from chakra_et.schema import CollectiveCommType
+from trainsim.chakra_et.convert._host_et import HostOp, iter_tensors
+from trainsim.chakra_et.schema import CollectiveCommType
 
 __all__ = [
     "COMM_OPS",

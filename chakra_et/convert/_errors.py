@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chakra_et._errors import ChakraETError
+from trainsim.chakra_et._errors import ChakraETError
 
 __all__ = [
     "ConversionWarning",

@@ -23,12 +23,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from chakra_et.convert._backend_spans import worker_thread
-from chakra_et.convert._collectives import comm_size_bytes
-from chakra_et.convert._link import HostKinetoLink
-from chakra_et.convert._process_groups import ProcessGroup, ProcessGroups
-from chakra_et.convert._units import Unit
-from chakra_et.schema import CollectiveCommType
+from trainsim.chakra_et.convert._backend_spans import worker_thread
+from trainsim.chakra_et.convert._collectives import comm_size_bytes
+from trainsim.chakra_et.convert._link import HostKinetoLink
+from trainsim.chakra_et.convert._process_groups import ProcessGroup, ProcessGroups
+from trainsim.chakra_et.convert._units import Unit
+from trainsim.chakra_et.schema import CollectiveCommType
 
 __all__ = [
     "GLOO_WORKER_THREADS",

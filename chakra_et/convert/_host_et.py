@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from chakra_et.convert._errors import HostTraceError, UnsupportedSchemaError
+from trainsim.chakra_et.convert._errors import HostTraceError, UnsupportedSchemaError
 
 __all__ = [
     "SUPPORTED_SCHEMAS",

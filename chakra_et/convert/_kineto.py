@@ -11,8 +11,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from chakra_et.convert._errors import KinetoTraceError
-from chakra_et.convert._host_et import read_json_document
+from trainsim.chakra_et.convert._errors import KinetoTraceError
+from trainsim.chakra_et.convert._host_et import read_json_document
 
 __all__ = ["KinetoEvent", "KinetoTrace", "load_kineto_trace", "parse_kineto_trace"]
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict
 
-from chakra_et.convert._host_et import HostOp, HostTrace
-from chakra_et.convert._kineto import KinetoEvent, KinetoTrace
+from trainsim.chakra_et.convert._host_et import HostOp, HostTrace
+from trainsim.chakra_et.convert._kineto import KinetoEvent, KinetoTrace
 
 __all__ = ["HostKinetoLink", "link_traces"]
 

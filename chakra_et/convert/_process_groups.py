@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from chakra_et.convert._host_et import HostTrace
+from trainsim.chakra_et.convert._host_et import HostTrace
 
 __all__ = ["PG_INIT_NAME", "ProcessGroup", "ProcessGroups", "read_process_groups"]
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from chakra_et.convert._collectives import CommSpec, comm_spec, is_backend_op
-from chakra_et.convert._host_et import HostOp, HostTrace
-from chakra_et.convert._process_groups import PG_INIT_NAME
+from trainsim.chakra_et.convert._collectives import CommSpec, comm_spec, is_backend_op
+from trainsim.chakra_et.convert._host_et import HostOp, HostTrace
+from trainsim.chakra_et.convert._process_groups import PG_INIT_NAME
 
 __all__ = ["Unit", "select_units"]
 

@@ -1,6 +1,6 @@
 """Converting PyTorch host execution traces (+ Kineto device traces) into Chakra ETs.
 
->>> from chakra_et.convert import convert_pytorch
+>>> from trainsim.chakra_et.convert import convert_pytorch
 >>> result = convert_pytorch("host.0.json.gz", "device.0.json.gz")  # doctest: +SKIP
 >>> print(result.report.format())  # doctest: +SKIP
 """
@@ -18,20 +18,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from chakra_et._attrs import set_attr
-from chakra_et._graph import ETGraph, node_type_name
-from chakra_et._io import save
-from chakra_et._validate import validate
-from chakra_et.convert._backend_spans import absorb_worker_ops, pair_backend_ops
-from chakra_et.convert._build import BuildOptions, build_graph
-from chakra_et.convert._errors import ConversionWarning, TraceConversionError
-from chakra_et.convert._gloo_threads import GroupSequences, collective_sequences
-from chakra_et.convert._host_et import HostTrace, load_host_trace
-from chakra_et.convert._kineto import KinetoTrace, load_kineto_trace
-from chakra_et.convert._link import HostKinetoLink, link_traces
-from chakra_et.convert._process_groups import read_process_groups
-from chakra_et.convert._report import ConversionReport
-from chakra_et.convert._units import Unit, select_units
+from trainsim.chakra_et._attrs import set_attr
+from trainsim.chakra_et._graph import ETGraph, node_type_name
+from trainsim.chakra_et._io import save
+from trainsim.chakra_et._validate import validate
+from trainsim.chakra_et.convert._backend_spans import absorb_worker_ops, pair_backend_ops
+from trainsim.chakra_et.convert._build import BuildOptions, build_graph
+from trainsim.chakra_et.convert._errors import ConversionWarning, TraceConversionError
+from trainsim.chakra_et.convert._gloo_threads import GroupSequences, collective_sequences
+from trainsim.chakra_et.convert._host_et import HostTrace, load_host_trace
+from trainsim.chakra_et.convert._kineto import KinetoTrace, load_kineto_trace
+from trainsim.chakra_et.convert._link import HostKinetoLink, link_traces
+from trainsim.chakra_et.convert._process_groups import read_process_groups
+from trainsim.chakra_et.convert._report import ConversionReport
+from trainsim.chakra_et.convert._units import Unit, select_units
 
 __all__ = [
     "MIN_MATCH_RATIO",

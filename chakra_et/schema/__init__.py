@@ -1,6 +1,6 @@
 """Protobuf classes of the Chakra ET schema (``ChakraProtoMsg``), generated from et_def.proto."""
 
-from chakra_et.schema.et_def_pb2 import (
+from trainsim.chakra_et.schema.et_def_pb2 import (
     AttributeProto,
     BoolList,
     BytesList,

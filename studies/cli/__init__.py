@@ -1,5 +1,5 @@
 """The ``trainsim`` command line: one subcommand module per topic, one error policy."""
 
-from studies.cli._main import main
+from trainsim.studies.cli._main import main
 
 __all__ = ["main"]

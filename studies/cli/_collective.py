@@ -8,7 +8,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from topology import Topology
+    from trainsim.topology import Topology
 
 __all__ = ["parse_size", "register"]
 
@@ -101,7 +101,7 @@ def topology_from_flags(
 
     The first given, in that order, wins; none given raises ``ValueError(usage)``.
     """
-    from topology import parse_spec, read_astra_network, read_edge_list
+    from trainsim.topology import parse_spec, read_astra_network, read_edge_list
 
     if network:
         return read_astra_network(network)
@@ -113,7 +113,7 @@ def topology_from_flags(
 
 
 def _run(args: argparse.Namespace) -> int:
-    from collectives import (
+    from trainsim.collectives import (
         ALGORITHMS,
         CollectiveError,
         SystemConfig,

@@ -7,7 +7,7 @@ import json
 import warnings
 from typing import Any
 
-from chakra_et.convert import (
+from trainsim.chakra_et.convert import (
     Conversion,
     ConversionWarning,
     TraceConversionError,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from engine import (
+from trainsim.engine import (
     FailureSpec,
     InterruptionTable,
     VariabilitySpec,
@@ -13,7 +13,7 @@ from engine import (
     forecast,
     predict,
 )
-from models import ParallelPlan, model_preset
+from trainsim.models import ParallelPlan, model_preset
 
 __all__ = ["register"]
 

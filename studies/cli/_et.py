@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import chakra_et
-from chakra_et import ETGraph
+from trainsim import chakra_et
+from trainsim.chakra_et import ETGraph
 
 __all__ = ["load_any", "register"]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from engine import (
+from trainsim.engine import (
     FailureSpec,
     ForecastConfigError,
     InterruptionTable,
@@ -17,7 +17,7 @@ from engine import (
     forecast,
     load_variability,
 )
-from studies.cli._predict import add_system_flags, system_and_workload
+from trainsim.studies.cli._predict import add_system_flags, system_and_workload
 
 __all__ = ["register"]
 

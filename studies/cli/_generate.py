@@ -9,8 +9,8 @@ import argparse
 import json
 from typing import Any
 
-import models
-from studies.cli._main import CLIError
+from trainsim import models
+from trainsim.studies.cli._main import CLIError
 
 __all__ = ["add_workload_flags", "register", "workload_from_args"]
 

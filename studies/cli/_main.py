@@ -21,20 +21,20 @@ __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
 #: Subcommand modules, in the order ``trainsim --help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
-    "studies.cli._demo",
-    "studies.cli._et",
-    "studies.cli._simulate",
-    "studies.cli._predict",
-    "studies.cli._forecast",
-    "studies.cli._sweep",
-    "studies.cli._whatif",
-    "studies.cli._validate",
-    "studies.cli._convert",
-    "studies.cli._generate",
-    "studies.cli._memory",
-    "studies.cli._measure",
-    "studies.cli._collective",
-    "studies.cli._synthesize",
+    "trainsim.studies.cli._demo",
+    "trainsim.studies.cli._et",
+    "trainsim.studies.cli._simulate",
+    "trainsim.studies.cli._predict",
+    "trainsim.studies.cli._forecast",
+    "trainsim.studies.cli._sweep",
+    "trainsim.studies.cli._whatif",
+    "trainsim.studies.cli._validate",
+    "trainsim.studies.cli._convert",
+    "trainsim.studies.cli._generate",
+    "trainsim.studies.cli._memory",
+    "trainsim.studies.cli._measure",
+    "trainsim.studies.cli._collective",
+    "trainsim.studies.cli._synthesize",
 )
 
 EXIT_USAGE = 2

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from models import (
+from trainsim.models import (
     AttentionMeasurement,
     GemmMeasurement,
     ModelsError,
@@ -15,7 +15,7 @@ from models import (
     measured_device,
     tables_from_raw,
 )
-from models.record import add_recording_flags, recording_from_args
+from trainsim.models.record import add_recording_flags, recording_from_args
 
 __all__ = ["register"]
 

@@ -6,8 +6,8 @@ import argparse
 import json
 from typing import Any
 
-import models
-from studies.cli._generate import add_workload_flags, workload_from_args
+from trainsim import models
+from trainsim.studies.cli._generate import add_workload_flags, workload_from_args
 
 __all__ = ["register"]
 

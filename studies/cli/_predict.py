@@ -6,10 +6,10 @@ import argparse
 import json
 from typing import Any
 
-import models
-from collectives import CompressionSpec
-from engine import CLUSTER_PRESETS, System, cluster_system, predict
-from studies.cli._generate import add_workload_flags, workload_from_args
+from trainsim import models
+from trainsim.collectives import CompressionSpec
+from trainsim.engine import CLUSTER_PRESETS, System, cluster_system, predict
+from trainsim.studies.cli._generate import add_workload_flags, workload_from_args
 
 __all__ = ["add_system_flags", "compression_from_args", "register", "system_and_workload"]
 

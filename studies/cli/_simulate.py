@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from engine import System, load_system, load_workload, simulate
+from trainsim.engine import System, load_system, load_workload, simulate
 
 __all__ = ["register"]
 

@@ -7,14 +7,14 @@ import json
 import sys
 from typing import Any
 
-import models
-from studies._executors import EXECUTORS
-from studies._sweep import sweep
-from studies._sweep_eval import OBJECTIVES
-from studies._sweep_space import SearchSpace, load_space
-from studies.cli._generate import workload_from_args
-from studies.cli._main import CLIError
-from studies.cli._predict import _MODEL_OVERRIDES, add_system_flags, compression_from_args
+from trainsim import models
+from trainsim.studies._executors import EXECUTORS
+from trainsim.studies._sweep import sweep
+from trainsim.studies._sweep_eval import OBJECTIVES
+from trainsim.studies._sweep_space import SearchSpace, load_space
+from trainsim.studies.cli._generate import workload_from_args
+from trainsim.studies.cli._main import CLIError
+from trainsim.studies.cli._predict import _MODEL_OVERRIDES, add_system_flags, compression_from_args
 
 __all__ = ["model_from_args", "register"]
 

@@ -45,7 +45,7 @@ def register(sub: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from collectives import (
+    from trainsim.collectives import (
         CollectiveOp,
         SystemConfig,
         evaluate,

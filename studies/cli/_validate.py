@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from models import load_device
-from studies.validation import default_data_path, run_validation
+from trainsim.models import load_device
+from trainsim.studies.validation import DATA_DIR_ENV, run_validation
 
 __all__ = ["register"]
 
@@ -18,7 +18,12 @@ def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
         "validate", help="predict every row of the published-measurements table"
     )
-    parser.add_argument("--data", default=str(default_data_path()), help="published.csv path")
+    parser.add_argument(
+        "--data",
+        default=None,
+        help=f"published.csv path (default: ${DATA_DIR_ENV}/ground_truth/published.csv, else "
+        "shared/data/ground_truth/published.csv in the current folder or one above it)",
+    )
     parser.add_argument(
         "--cost-model", choices=("analytical", "congestion", "nccl", "hybrid"), default="nccl"
     )

@@ -6,12 +6,17 @@ import argparse
 import json
 from typing import Any
 
-import models
-from studies._whatif import TOPOLOGY_KNOBS, WhatIfResult, compression_whatif, topology_whatif
-from studies.cli._generate import workload_from_args
-from studies.cli._main import CLIError
-from studies.cli._predict import add_system_flags
-from studies.cli._sweep import model_from_args
+from trainsim import models
+from trainsim.studies._whatif import (
+    TOPOLOGY_KNOBS,
+    WhatIfResult,
+    compression_whatif,
+    topology_whatif,
+)
+from trainsim.studies.cli._generate import workload_from_args
+from trainsim.studies.cli._main import CLIError
+from trainsim.studies.cli._predict import add_system_flags
+from trainsim.studies.cli._sweep import model_from_args
 
 __all__ = ["register"]
 

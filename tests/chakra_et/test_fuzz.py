@@ -8,9 +8,9 @@ import io
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import chakra_et
-from chakra_et import ChakraETError, ETWriter, NodeType, new_metadata, new_node
 from tests.conftest import FIXTURES
+from trainsim import chakra_et
+from trainsim.chakra_et import ChakraETError, ETWriter, NodeType, new_metadata, new_node
 
 
 def _reference_bytes() -> bytes:

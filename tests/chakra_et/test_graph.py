@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import chakra_et
-from chakra_et import (
+from trainsim import chakra_et
+from trainsim.chakra_et import (
     CollectiveCommType,
     ETGraph,
     ETValidationError,

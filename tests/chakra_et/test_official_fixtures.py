@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-import chakra_et
-from chakra_et import ETWriter
 from tests.conftest import FIXTURES
+from trainsim import chakra_et
+from trainsim.chakra_et import ETWriter
 
 GEN = "official-chakra-generator"
 COLL = {"COMM_COLL_NODE": 1}

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from chakra_et.schema import AttributeProto, CollectiveCommType, GlobalMetadata, Node, NodeType
+from trainsim.chakra_et.schema import (
+    AttributeProto,
+    CollectiveCommType,
+    GlobalMetadata,
+    Node,
+    NodeType,
+)
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "chakra_et" / "schema"
 

@@ -8,8 +8,16 @@ from pathlib import Path
 
 import pytest
 
-import chakra_et
-from chakra_et import ETFormatError, ETReader, ETWriter, NodeType, _stream, new_metadata, new_node
+from trainsim import chakra_et
+from trainsim.chakra_et import (
+    ETFormatError,
+    ETReader,
+    ETWriter,
+    NodeType,
+    _stream,
+    new_metadata,
+    new_node,
+)
 
 
 def _graph(n: int) -> chakra_et.ETGraph:

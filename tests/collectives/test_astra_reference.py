@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from collectives import SystemConfig, collective_cost
-from topology import astra_network_dims, multi_dimensional
+from trainsim.collectives import SystemConfig, collective_cost
+from trainsim.topology import astra_network_dims, multi_dimensional
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 REFERENCE = json.loads((DATA / "reference" / "astra-sim-collectives.json").read_text())

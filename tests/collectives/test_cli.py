@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from studies.cli._collective import parse_size
-from studies.cli._main import main
+from trainsim.studies.cli._collective import parse_size
+from trainsim.studies.cli._main import main
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 CASE = DATA / "reference" / "astra-sim-workloads" / "dp_overlap_8"

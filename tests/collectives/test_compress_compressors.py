@@ -6,7 +6,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from collectives import (
+from trainsim.collectives import (
     AdaComp,
     CollectiveError,
     CompressionError,

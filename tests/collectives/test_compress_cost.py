@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from collectives import (
+from trainsim.collectives import (
     CompressionSpec,
     collective_time_us,
     compressed_sync_cost,
     compressed_sync_time_us,
 )
-from topology import parse_spec
+from trainsim.topology import parse_spec
 
 BW_GBPS, LINK_US = 12.5, 1.0
 B = BW_GBPS * 1e3  # bytes per us

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from collectives import AdaComp, ScaleCom
+from trainsim.collectives import AdaComp, ScaleCom
 
 torch = pytest.importorskip("torch")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from collectives import (
+from trainsim.collectives import (
     AlgorithmError,
     AnalyticalModel,
     CollectiveCost,
@@ -24,8 +24,8 @@ from collectives import (
     read_astra_system,
     routes_for,
 )
-from collectives._cost import _split_schedules
-from topology import Topology, parse_spec, remove_links, ring, slow_links, switch
+from trainsim.collectives._cost import _split_schedules
+from trainsim.topology import Topology, parse_spec, remove_links, ring, slow_links, switch
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 WORKLOADS = DATA / "reference" / "astra-sim-workloads"

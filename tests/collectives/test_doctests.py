@@ -8,9 +8,11 @@ import pkgutil
 
 import pytest
 
-import collectives
+from trainsim import collectives
 
-MODULES = sorted(m.name for m in pkgutil.iter_modules(collectives.__path__, "collectives."))
+MODULES = sorted(
+    m.name for m in pkgutil.iter_modules(collectives.__path__, "trainsim.collectives.")
+)
 
 
 @pytest.mark.parametrize("name", MODULES)

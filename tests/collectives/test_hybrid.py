@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collectives import collective_time_us
-from topology import Dimension, DimKind, multi_dimensional
+from trainsim.collectives import collective_time_us
+from trainsim.topology import Dimension, DimKind, multi_dimensional
 
 CLUSTER = multi_dimensional(
     [Dimension(DimKind.SWITCH, 8, 450.0, 0.5), Dimension(DimKind.SWITCH, 4, 50.0, 2.0)]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from collectives import NcclModel, NcclParams, SystemConfig, collective_cost
-from topology import dgx_cluster
+from trainsim.collectives import NcclModel, NcclParams, SystemConfig, collective_cost
+from trainsim.topology import dgx_cluster
 
 # 8 GPUs per node on NVLink (300 GB/s per direction, A100), one 25 GB/s NIC per GPU.
 DGX_A100 = dgx_cluster(1, nvlink_bandwidth_gbps=300.0, nic_bandwidth_gbps=25.0)

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collectives import (
+from trainsim.collectives import (
     CollectiveOp,
     CollectiveRequest,
     SystemConfig,
@@ -16,8 +16,8 @@ from collectives import (
     routes_for,
     verify_delivery,
 )
-from collectives._cost import _split_schedules
-from topology import Dimension, DimKind, Topology, fat_tree, multi_dimensional
+from trainsim.collectives._cost import _split_schedules
+from trainsim.topology import Dimension, DimKind, Topology, fat_tree, multi_dimensional
 
 KINDS = [DimKind.RING, DimKind.SWITCH, DimKind.FULLY_CONNECTED]
 ALGOS_BY_OP = {

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import collectives
-from collectives import (
+from trainsim import collectives
+from trainsim.collectives import (
     ALGORITHMS,
     AlgorithmError,
     CollectiveOp,
@@ -17,8 +17,8 @@ from collectives import (
     local_schedule,
     verify_delivery,
 )
-from collectives._ring import ring_reference
-from topology import parse_spec, ring, switch
+from trainsim.collectives._ring import ring_reference
+from trainsim.topology import parse_spec, ring, switch
 
 NETWORKS = {
     "flat": None,

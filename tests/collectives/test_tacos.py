@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collectives import (
+from tests.conftest import SHARED_DATA
+from trainsim.collectives import (
     AlgorithmError,
     CollectiveOp,
     ConfigError,
@@ -23,10 +24,9 @@ from collectives import (
     tacos_schedule,
     verify_delivery,
 )
-from collectives._tacos import gather_once
-from collectives._tacos_network import link_graph
-from tests.conftest import SHARED_DATA
-from topology import (
+from trainsim.collectives._tacos import gather_once
+from trainsim.collectives._tacos_network import link_graph
+from trainsim.topology import (
     DisconnectedError,
     Topology,
     read_edge_list,

@@ -8,16 +8,16 @@ from xml.etree import ElementTree
 
 import pytest
 
-from collectives import (
+from tests.conftest import SHARED_DATA
+from trainsim.collectives import (
     ConfigError,
     synthesize_tacos,
     to_msccl_json,
     to_msccl_xml,
     write_msccl,
 )
-from studies.cli._main import main
-from tests.conftest import SHARED_DATA
-from topology import torus
+from trainsim.studies.cli._main import main
+from trainsim.topology import torus
 
 EDGES = SHARED_DATA / "reference" / "tacos-topologies" / "torus2d_4x4.txt"
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collectives import (
+from trainsim.collectives import (
     CollectiveOp,
     SystemConfig,
     TacosResult,
@@ -22,7 +22,7 @@ from collectives import (
     synthesize_tacos,
     verify_delivery,
 )
-from topology import Topology
+from trainsim.topology import Topology
 
 
 @st.composite

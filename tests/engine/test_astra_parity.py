@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-import topology
-from chakra_et import ETGraph, NodeType, new_metadata, new_node
-from collectives import SystemConfig
-from engine import DeadlockError, System, Workload, load_workload, simulate
 from tests.conftest import SHARED_DATA
+from trainsim import topology
+from trainsim.chakra_et import ETGraph, NodeType, new_metadata, new_node
+from trainsim.collectives import SystemConfig
+from trainsim.engine import DeadlockError, System, Workload, load_workload, simulate
 
 WORKLOADS = SHARED_DATA / "reference" / "astra-sim-workloads"
 COLLECTIVES = SHARED_DATA / "reference" / "astra-sim-collectives.json"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from collectives import collective_cost
-from engine import cluster_system
+from trainsim.collectives import collective_cost
+from trainsim.engine import cluster_system
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 

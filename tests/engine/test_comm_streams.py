@@ -3,8 +3,8 @@ the data-parallel gradient reduction of another layer."""
 
 from __future__ import annotations
 
-from engine import Scheduling, cluster_system, predict
-from models import ParallelPlan, model_from_mapping
+from trainsim.engine import Scheduling, cluster_system, predict
+from trainsim.models import ParallelPlan, model_from_mapping
 
 MODEL = model_from_mapping(
     {

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from chakra_et import ETGraph, NodeType, new_node
-from collectives import CompressionSpec, collective_time_us, compressed_sync_time_us
-from engine import System, Workload, simulate
+from trainsim.chakra_et import ETGraph, NodeType, new_node
+from trainsim.collectives import CompressionSpec, collective_time_us, compressed_sync_time_us
+from trainsim.engine import System, Workload, simulate
 
 SIZE = 256 << 20
 

@@ -7,14 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from engine import (
+from trainsim.engine import (
     FailureSpec,
     InterruptionTable,
     daly_expected_wall_s,
     daly_interval_s,
     young_interval_s,
 )
-from engine._failures import sample_failures
+from trainsim.engine._failures import sample_failures
 
 
 def test_monte_carlo_mean_matches_daly_within_one_percent() -> None:

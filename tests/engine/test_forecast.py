@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import engine
-from engine import (
+from trainsim import engine
+from trainsim.engine import (
     Distribution,
     FailureSpec,
     ForecastConfigError,
@@ -20,8 +20,8 @@ from engine import (
     plan_workload,
     simulate,
 )
-from models import ModelSpec, ParallelPlan, model_from_mapping, model_preset
-from studies.cli import main as cli_main
+from trainsim.models import ModelSpec, ParallelPlan, model_from_mapping, model_preset
+from trainsim.studies.cli import main as cli_main
 
 PLAN = ParallelPlan(tp=2, pp=2, dp=2, global_batch_size=8, sequence_parallel=True)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import (
+from trainsim.engine import (
     SystemConfigError,
     cluster_system,
     default_granularity,
@@ -14,7 +14,7 @@ from engine import (
     predict,
     simulate,
 )
-from models import Granularity, ParallelPlan, model_preset, step_flops
+from trainsim.models import Granularity, ParallelPlan, model_preset, step_flops
 
 
 def test_cluster_presets_shape() -> None:
@@ -58,8 +58,8 @@ def test_rank_class_equals_per_rank_on_a_generated_plan(
 ) -> None:
     """The generated rank-class ETs and the full per-rank expansion give the same step, also
     with the SM-holding exchanges of sequence parallelism's backward (``comm_beside``)."""
-    from engine import Workload
-    from models import RankLayout, generate_rank
+    from trainsim.engine import Workload
+    from trainsim.models import RankLayout, generate_rank
 
     model = model_preset("gpt-1.7b").model_copy(update={"num_layers": 8})
     plan = ParallelPlan.for_gpus(
@@ -86,7 +86,7 @@ def test_predict_notes_memory_over_capacity() -> None:
 
 
 def test_load_system_yaml_and_errors(tmp_path: Path) -> None:
-    from engine import load_system
+    from trainsim.engine import load_system
 
     folder = tmp_path
     good = folder / "sys.yaml"

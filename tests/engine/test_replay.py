@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from chakra_et import convert_directory
-from engine import Scheduling, System, Workload, simulate
 from tests.conftest import FIXTURES
+from trainsim.chakra_et import convert_directory
+from trainsim.engine import Scheduling, System, Workload, simulate
 
 # Replay: recorded compute and communication durations, one CPU thread and one communication
 # stream per rank as the recording had; the network figures are never used for recorded nodes.

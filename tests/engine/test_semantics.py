@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chakra_et import CollectiveCommType, ETGraph, NodeType, new_metadata, new_node
-from engine import DeadlockError, Scheduling, System, Workload, WorkloadError, simulate
+from trainsim.chakra_et import CollectiveCommType, ETGraph, NodeType, new_metadata, new_node
+from trainsim.engine import DeadlockError, Scheduling, System, Workload, WorkloadError, simulate
 
 COMP, COLL = NodeType.COMP_NODE, NodeType.COMM_COLL_NODE
 SEND, RECV = NodeType.COMM_SEND_NODE, NodeType.COMM_RECV_NODE

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy.stats import ks_2samp
 
-from engine import (
+from trainsim.engine import (
     VariabilitySpec,
     Workload,
     cluster_system,
@@ -20,7 +20,7 @@ from engine import (
     sample_steps,
     simulate,
 )
-from models import ModelSpec, ParallelPlan, generate_rank, model_from_mapping, model_preset
+from trainsim.models import ModelSpec, ParallelPlan, generate_rank, model_from_mapping, model_preset
 
 SLOW = VariabilitySpec(slow_gpu_fraction=0.01, slow_gpu_slowdown=1.1)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import ks_2samp
 
-from engine import (
+from trainsim.engine import (
     Distribution,
     ForecastConfigError,
     VariabilitySpec,
@@ -18,7 +18,7 @@ from engine import (
     sample_steps,
     simulate,
 )
-from models import ModelSpec, ParallelPlan, generate_rank, model_from_mapping, model_preset
+from trainsim.models import ModelSpec, ParallelPlan, generate_rank, model_from_mapping, model_preset
 
 GEMM_NOISE = VariabilitySpec(kernels={"gemm": Distribution(kind="normal", cv=0.035)})
 
@@ -165,8 +165,8 @@ def test_slow_gpus_node_factor_and_degraded_links_slow_the_step() -> None:
 
 
 def test_empirical_variability_from_measured_durations() -> None:
-    from chakra_et import ETGraph, NodeType, new_metadata, new_node
-    from engine import variability_from_workload
+    from trainsim.chakra_et import ETGraph, NodeType, new_metadata, new_node
+    from trainsim.engine import variability_from_workload
 
     durations = [90, 100, 110, 95, 105]
     nodes = [

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from chakra_et import Node, attrs_dict
-from models import ModelSpec, ParallelPlan
+from trainsim.chakra_et import Node, attrs_dict
+from trainsim.models import ModelSpec, ParallelPlan
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 PUBLISHED = DATA / "ground_truth" / "published.csv"

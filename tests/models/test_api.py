@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import models
+from trainsim import models
 
 
 def test_all_is_the_curated_public_api() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from chakra_et import get_attr, load, validate
-from studies.cli import main
+from trainsim.chakra_et import get_attr, load, validate
+from trainsim.studies.cli import main
 
 
 def test_generate_rank_classes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from models import (
+from trainsim.models import (
     DEVICE_PRESETS,
     EfficiencyModel,
     ModelsError,

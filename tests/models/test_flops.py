@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from models import (
+from tests.models.conftest import gpt_from_row, plan_from_row, published_rows
+from trainsim.models import (
     ModelSpec,
     ParallelPlan,
     embedding_cost,
@@ -14,7 +15,6 @@ from models import (
     stage_layers,
     step_flops,
 )
-from tests.models.conftest import gpt_from_row, plan_from_row, published_rows
 
 
 def eq3(batch: int, s: int, layers: int, h: int, vocab: int) -> int:

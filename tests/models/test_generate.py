@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chakra_et import ETGraph, NodeType, attrs_dict, load, validate
-from models import (
+from tests.models.conftest import DENSE, MOE, PLAN_3D, attr_int
+from trainsim.chakra_et import ETGraph, NodeType, attrs_dict, load, validate
+from trainsim.models import (
     ModelSpec,
     ParallelPlan,
     RankLayout,
@@ -25,7 +26,6 @@ from models import (
     write_per_rank,
     write_rank_classes,
 )
-from tests.models.conftest import DENSE, MOE, PLAN_3D, attr_int
 
 PLAN_4D_CP = ParallelPlan(
     tp=2,

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chakra_et import NodeType, attrs_dict
-from models import ParallelPlan, RankLayout, generate_rank
 from tests.models.conftest import DENSE, MOE, PLAN_3D, attr_int
+from trainsim.chakra_et import NodeType, attrs_dict
+from trainsim.models import ParallelPlan, RankLayout, generate_rank
 
 
 @pytest.mark.parametrize("scatter_gather", [True, False])
@@ -209,7 +209,7 @@ def test_zero3_gathers_each_layer_while_the_previous_one_computes(
 def test_node_naming_attributes_are_not_cached() -> None:
     """``comm_beside`` values name nodes, new in every workload: the builder's attribute cache
     must not keep them (it would grow with every plan a sweep generates)."""
-    from models import _et_builder
+    from trainsim.models import _et_builder
 
     plan = ParallelPlan(tp=2, global_batch_size=2, sequence_parallel=True)
     nodes = generate_rank(DENSE, plan, 0, granularity="op").node_list
@@ -221,7 +221,7 @@ def test_node_naming_attributes_are_not_cached() -> None:
 @given(st.lists(st.integers(min_value=0, max_value=2**40), min_size=1, max_size=80))
 def test_node_id_lists_are_written_as_protobuf_writes_them(ids: list[int]) -> None:
     """The builder writes ``comm_beside`` without protobuf objects: byte for byte the same."""
-    from models import _et_builder
+    from trainsim.models import _et_builder
 
     value = tuple(ids)
     assert _et_builder._id_list_blob("comm_beside", value) == _et_builder._attr_blob(

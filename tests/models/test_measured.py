@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from models import (
+from trainsim.models import (
     AttentionMeasurement,
     EfficiencyModel,
     GemmMeasurement,

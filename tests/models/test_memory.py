@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from models import (
+from tests.models.conftest import gpt_from_row, plan_from_row
+from trainsim.models import (
     MemoryCapacityError,
     ParallelPlan,
     check_memory,
@@ -13,7 +14,6 @@ from models import (
     memory_per_gpu,
     model_preset,
 )
-from tests.models.conftest import gpt_from_row, plan_from_row
 
 GIB = 2**30
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models import (
+from trainsim.models import (
     GROUP_KINDS,
     InvalidPlanError,
     ParallelPlan,

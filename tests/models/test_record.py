@@ -18,11 +18,10 @@ from typing import Any
 
 import pytest
 
-import models.record
-from models import ModelsError, measured_device, tables_from_raw
-from models.record import _median_seconds, _timing_note
+from trainsim.models import ModelsError, measured_device, record, tables_from_raw
+from trainsim.models.record import _median_seconds, _timing_note
 
-RECORDER = Path(models.record.__file__)
+RECORDER = Path(record.__file__)
 
 KERNEL_MS = 1.0
 LAUNCH_MS = 0.5  # host launch overhead an eager call costs and a graph replay does not
@@ -150,10 +149,10 @@ def test_a_failing_table_keeps_the_ones_recorded_before_it(
     def refuse(*args: object, **kwargs: object) -> None:
         raise RuntimeError("no kernel for this head dim\nmore lines")
 
-    monkeypatch.setattr(models.record, "record_attention", refuse)
+    monkeypatch.setattr(record, "record_attention", refuse)
     out = tmp_path / "raw.json"
     argv = ["--out", str(out), "--torch-device", "cpu", "--dims", "16", "--quiet"]
-    assert models.record.main([*argv, "--repeats", "1", "--trials", "1"]) == 2
+    assert record.main([*argv, "--repeats", "1", "--trials", "1"]) == 2
     assert "record: error: no kernel for this head dim" in capsys.readouterr().err
     kept = json.loads(out.read_text())
     assert len(kept["gemm_measured"]) == 1 and kept["attention_measured"] == []

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from chakra_et import get_attr
-from models import (
+from trainsim.chakra_et import get_attr
+from trainsim.models import (
     ROOFLINE_ATTR,
     ParallelPlan,
     device_preset,

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from models import (
+from tests.models.conftest import gpt_from_row
+from trainsim.models import (
     MODEL_PRESETS,
     InvalidModelError,
     ModelSpec,
@@ -17,7 +18,6 @@ from models import (
     model_from_mapping,
     model_preset,
 )
-from tests.models.conftest import gpt_from_row
 
 # Published sizes in billions (papers and model cards).
 PUBLISHED_PARAMS_B = {

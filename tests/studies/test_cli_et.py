@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-import chakra_et
-from studies.cli import main
 from tests.conftest import FIXTURES
+from trainsim import chakra_et
+from trainsim.studies.cli import main
 
 TEXT_ET = FIXTURES / "official-chakra-text-converter" / "data_parallel.0.et"
 
@@ -82,7 +82,7 @@ def test_console_script_subprocess(tmp_path: Path) -> None:
     bad = tmp_path / "bad.et"
     bad.write_bytes(b"\x05ab")
     proc = subprocess.run(
-        [sys.executable, "-m", "studies.cli", "et", "info", str(bad)],
+        [sys.executable, "-m", "trainsim", "et", "info", str(bad)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from collectives import CompressionSpec
-from studies import LearnersStudy, adacomp_crossover_closed_form, learners_study
+from trainsim.collectives import CompressionSpec
+from trainsim.studies import LearnersStudy, adacomp_crossover_closed_form, learners_study
 
 LEARNERS = (8, 16, 32, 64, 128, 256, 512)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import cluster_system, predict
-from models import (
+from trainsim.engine import cluster_system, predict
+from trainsim.models import (
     GemmMeasurement,
     ParallelPlan,
     device_preset,
@@ -17,8 +17,8 @@ from models import (
     measured_device,
     model_preset,
 )
-from studies.cli import main
-from studies.validation import run_validation
+from trainsim.studies.cli import main
+from trainsim.studies.validation import run_validation
 
 
 def _flat_table(tflops: float) -> GemmMeasurement:

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from models import ModelSpec, ParallelPlan, model_from_mapping, model_preset
-from studies import SearchSpace, SweepConfigError, load_space, sweep
-from studies._sweep_space import enumerate_plans, space_from_mapping
-from studies.cli import main
+from trainsim.models import ModelSpec, ParallelPlan, model_from_mapping, model_preset
+from trainsim.studies import SearchSpace, SweepConfigError, load_space, sweep
+from trainsim.studies._sweep_space import enumerate_plans, space_from_mapping
+from trainsim.studies.cli import main
 
 _TINY = {
     "name": "tiny",
@@ -150,7 +150,7 @@ def test_objectives_rank_plans_and_constraints_mark_infeasible(tiny: ModelSpec) 
 
 def test_narayanan_best_plan_at_least_as_fast_as_published() -> None:
     """Sweep GPT-1.7B on 32 A100 (Narayanan et al. 2021, Table 1, first row)."""
-    from studies.validation import _model, _plan, default_data_path
+    from trainsim.studies.validation import _model, _plan, default_data_path
 
     with open(default_data_path(), newline="") as handle:
         row = next(r for r in csv.DictReader(handle) if r["model"] == "GPT-1.7B")
@@ -186,7 +186,7 @@ def test_local_processes_give_the_serial_results(tiny: ModelSpec) -> None:
 
 def test_ray_gives_the_local_results(tiny: ModelSpec) -> None:
     ray = pytest.importorskip("ray")
-    from studies import RayExecutor
+    from trainsim.studies import RayExecutor
 
     space = {**_SPACE, "zero_stage": [1]}
     local = sweep(tiny, "h100-sxm", 16, space=space, executor="local", workers=2)
@@ -316,7 +316,7 @@ def test_cli_sweep_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_public_names_and_help(capsys: pytest.CaptureFixture[str]) -> None:
-    import studies
+    from trainsim import studies
 
     names = {
         "Constraints", "Executor", "LocalExecutor", "RayExecutor", "SearchSpace",

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from studies.cli import main
-from studies.validation import run_validation
 from tests.conftest import SHARED_DATA
+from trainsim.studies.cli import main
+from trainsim.studies.validation import run_validation
 
 PUBLISHED = SHARED_DATA / "ground_truth" / "published.csv"
 
@@ -74,7 +74,7 @@ def test_predict_cli(capsys: pytest.CaptureFixture[str]) -> None:
 def test_states_rows_count_the_layers_a_gpu_holds() -> None:
     """Korthikanti's Fig. 1 states bars: the transformer layers' weights, gradients and
     optimizer states per GPU, with and without pipeline stages (no embedding in them)."""
-    from studies.validation import _memory_metric, _model, _plan
+    from trainsim.studies.validation import _memory_metric, _model, _plan
 
     with open(PUBLISHED, newline="") as handle:
         rows = [r for r in csv.DictReader(handle) if r["metric"].startswith("mem_params")]
@@ -88,8 +88,8 @@ def test_rows_reduce_gradients_as_their_megatron_did() -> None:
     """Megatron-LM before Megatron-Core reduced data-parallel gradients after the backward
     pass; the Megatron-Core rows state --overlap-grad-reduce. A Narayanan row with data
     parallelism therefore exposes its all-reduce, and predicts a longer step."""
-    from engine import cluster_system, predict
-    from studies.validation import _device, _model, _plan
+    from trainsim.engine import cluster_system, predict
+    from trainsim.studies.validation import _device, _model, _plan
 
     with open(PUBLISHED, newline="") as handle:
         rows = list(csv.DictReader(handle))

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from engine import cluster_system, predict
-from models import ParallelPlan, model_from_mapping
-from studies import SweepConfigError, compression_whatif, topology_whatif
-from studies.cli import main
+from trainsim.engine import cluster_system, predict
+from trainsim.models import ParallelPlan, model_from_mapping
+from trainsim.studies import SweepConfigError, compression_whatif, topology_whatif
+from trainsim.studies.cli import main
 
 _MODEL = model_from_mapping(
     {

@@ -5,8 +5,8 @@ from __future__ import annotations
 import networkx as nx
 import pytest
 
-import topology
-from topology import (
+from trainsim import topology
+from trainsim.topology import (
     Dimension,
     DimKind,
     LinkError,

@@ -8,9 +8,11 @@ import pkgutil
 
 import pytest
 
-import topology
+from trainsim import topology
 
-MODULES = sorted(m.name for m in pkgutil.iter_modules(topology.__path__, "topology."))
+MODULES = sorted(
+    m.name for m in pkgutil.iter_modules(topology.__path__, "trainsim.topology.")
+)
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from topology import (
+from trainsim.topology import (
     DisconnectedError,
     LinkError,
     NodeError,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from topology import (
+from trainsim.topology import (
     GIB_PER_GB,
     DimKind,
     SpecError,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.conftest import SHARED_DATA
-from topology import load_network
+from trainsim.topology import load_network
 
 
 def test_every_spelling_of_a_network() -> None:

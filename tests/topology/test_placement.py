@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from topology import PlacementError, fat_tree, parse_spec, place_group
+from trainsim.topology import PlacementError, fat_tree, parse_spec, place_group
 
 
 def test_tp_and_dp_groups_on_a_two_dim_network() -> None:

@@ -19,7 +19,7 @@ def _worker(rank: int, mode: str, world: int, out: str) -> None:
     import torch.distributed as dist
     from torch import nn
 
-    import chakra_et
+    from trainsim import chakra_et
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{out}/store", rank=rank, world_size=world)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-import chakra_et
-from studies.cli._main import main
 from tests.conftest import FIXTURES
+from trainsim import chakra_et
+from trainsim.studies.cli._main import main
 
 DDP = FIXTURES / "pytorch-cpu" / "ddp_gloo_2rank"
 

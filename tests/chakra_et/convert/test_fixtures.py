@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-import chakra_et
-from chakra_et import CollectiveCommType, NodeType, get_attr
-from chakra_et.convert import (
+from tests.conftest import FIXTURES
+from trainsim import chakra_et
+from trainsim.chakra_et import CollectiveCommType, NodeType, get_attr
+from trainsim.chakra_et.convert import (
     Conversion,
     ConversionWarning,
     convert_directory,
@@ -23,7 +24,6 @@ from chakra_et.convert import (
     load_host_trace,
     parse_host_trace,
 )
-from tests.conftest import FIXTURES
 
 CPU = FIXTURES / "pytorch-cpu"
 DDP = CPU / "ddp_gloo_2rank"

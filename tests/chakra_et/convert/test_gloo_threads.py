@@ -8,18 +8,18 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chakra_et.convert._collectives import comm_size_bytes, comm_spec
-from chakra_et.convert._gloo_threads import (
+from trainsim.chakra_et.convert._collectives import comm_size_bytes, comm_spec
+from trainsim.chakra_et.convert._gloo_threads import (
     GLOO_WORKER_THREADS,
     collective_sequences,
     infer_thread_groups,
 )
-from chakra_et.convert._host_et import HostOp
-from chakra_et.convert._kineto import KinetoEvent
-from chakra_et.convert._link import HostKinetoLink
-from chakra_et.convert._process_groups import ProcessGroup, ProcessGroups
-from chakra_et.convert._units import Unit
-from chakra_et.schema import CollectiveCommType
+from trainsim.chakra_et.convert._host_et import HostOp
+from trainsim.chakra_et.convert._kineto import KinetoEvent
+from trainsim.chakra_et.convert._link import HostKinetoLink
+from trainsim.chakra_et.convert._process_groups import ProcessGroup, ProcessGroups
+from trainsim.chakra_et.convert._units import Unit
+from trainsim.chakra_et.schema import CollectiveCommType
 
 _MAIN_TID = 1
 _OPS = ("allreduce_", "broadcast_", "_allgather_base_", "_reduce_scatter_base_", "barrier")

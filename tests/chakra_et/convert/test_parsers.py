@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chakra_et import ChakraETError
-from chakra_et.convert import (
+from trainsim.chakra_et import ChakraETError
+from trainsim.chakra_et.convert import (
     HostTraceError,
     KinetoTraceError,
     UnsupportedSchemaError,
@@ -22,7 +22,7 @@ from chakra_et.convert import (
     parse_host_trace,
     parse_kineto_trace,
 )
-from chakra_et.convert._host_et import iter_tensors
+from trainsim.chakra_et.convert._host_et import iter_tensors
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats() | st.text(max_size=8),
@@ -216,7 +216,7 @@ def test_malformed_nodes_give_only_host_trace_errors_and_valid_graphs(nodes: lis
         max_size=8,
     )
 )
-@pytest.mark.filterwarnings("ignore::chakra_et.ConversionWarning")
+@pytest.mark.filterwarnings("ignore::trainsim.chakra_et.ConversionWarning")
 def test_malformed_kineto_gives_only_kineto_errors(events: list[Any]) -> None:
     try:
         trace = parse_kineto_trace(

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-import chakra_et
-from chakra_et import CollectiveCommType, NodeType, get_attr
-from chakra_et.convert import Conversion, convert_directory
 from tests.conftest import REPO_ROOT
+from trainsim import chakra_et
+from trainsim.chakra_et import CollectiveCommType, NodeType, get_attr
+from trainsim.chakra_et.convert import Conversion, convert_directory
 
 pytest.importorskip("torch")
 
