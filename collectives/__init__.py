@@ -26,7 +26,14 @@ from ._compress_scalecom import ScaleCom, ScaleComResult
 from ._compress_spec import CompressionError, CompressionSpec
 from ._compress_stats import CompressionStats
 from ._cost import AnalyticalModel, CollectiveCost, CollectiveRequest, CongestionModel, CostModel
-from ._errors import AlgorithmError, CollectiveError, ConfigError, DeliveryError, GroupError
+from ._errors import (
+    AlgorithmError,
+    CollectiveError,
+    ConfigError,
+    DeliveryError,
+    GroupError,
+    ScheduleSizeError,
+)
 from ._evaluate import Evaluation, evaluate, routes_for
 from ._local import LocalSchedule
 from ._nccl import NcclModel
@@ -68,6 +75,7 @@ __all__ = [
     "ScaleCom",
     "ScaleComResult",
     "Schedule",
+    "ScheduleSizeError",
     "SystemConfig",
     "TacosResult",
     "build_schedule",

@@ -11,6 +11,7 @@ from ._in_network import in_network_schedule
 from ._local import LocalSchedule
 from ._ops import CollectiveOp
 from ._ring import ring_schedule
+from ._schedule_size import check_schedule_size
 from ._tree import double_binary_tree_schedule
 
 __all__ = ["ALGORITHMS", "local_schedule", "parse_algorithm"]
@@ -67,6 +68,7 @@ def local_schedule(
         raise AlgorithmError(f"a group needs at least one rank, got {n}")
     if name == "tacos":
         raise AlgorithmError("tacos has no local schedule: it is synthesized on a topology")
+    check_schedule_size(name, op, n)
     if name == "ring":
         return ring_schedule(op, n, astra=astra)
     if name == "ring_bidir":

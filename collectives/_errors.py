@@ -8,6 +8,7 @@ __all__ = [
     "ConfigError",
     "DeliveryError",
     "GroupError",
+    "ScheduleSizeError",
 ]
 
 
@@ -29,3 +30,7 @@ class ConfigError(CollectiveError):
 
 class DeliveryError(CollectiveError):
     """A schedule that does not deliver what its operation promises (names chunk and rank)."""
+
+
+class ScheduleSizeError(CollectiveError):
+    """A schedule too large to build on this machine (names algorithm, members and bytes)."""

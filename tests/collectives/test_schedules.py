@@ -79,6 +79,7 @@ def test_public_api_is_stable() -> None:
         "Plan",
         "ScaleCom",
         "ScaleComResult",
+        "ScheduleSizeError",
         "Schedule",
         "SystemConfig",
         "TacosResult",
