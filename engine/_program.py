@@ -82,6 +82,10 @@ class Program:
     p2p: dict[int, tuple[int, int, int, int]] = field(default_factory=dict)
     #: collective index -> the node's ``stream`` attribute (group kind), when present
     streams: dict[int, str] = field(default_factory=dict)
+    #: send/recv index -> the node's ``stream`` attribute (group kind, ``pp`` for the
+    #: generator's pipeline exchanges), when present; kept apart from ``streams``, which
+    #: assigns communication slots, because a receive takes none
+    p2p_streams: dict[int, str] = field(default_factory=dict)
     #: compute index -> (indices of the collectives beside it, SMs they hold): its duration
     #: is stretched for their time (``stretch_beside``)
     beside: dict[int, tuple[tuple[int, ...], int]] = field(default_factory=dict)
@@ -312,6 +316,9 @@ def compile_program(
             )
             src, dst = (rank, peer_rank) if send else (peer_rank, rank)
             program.p2p[i] = (src, dst, tag_value, size_bytes)
+            p2p_stream = chakra_et.get_attr(node, "stream")
+            if isinstance(p2p_stream, str) and p2p_stream:
+                program.p2p_streams[i] = p2p_stream
         elif node_type in _MEM:
             kinds[i] = K_MEM
             mem_bytes = _int(node, "tensor_size", None) or _int(node, "comm_size", 0) or 0

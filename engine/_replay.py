@@ -175,7 +175,7 @@ def build_replay(workload: Workload, system: System, step: StepResult) -> Replay
             # Copies of a representative are coupled through groups of the same kind (the TP
             # peers of a stage send to the TP peers of the next): bases are kept per kind.
             label = step.comm_kinds[rank][i]
-            label = label if label and label != "comm" else f"pg:{pg}"
+            label = label or f"pg:{pg}"
             kind_of_node[offsets[p] + i] = sync_kind_of.setdefault(label, len(sync_kind_of))
     members_of: dict[tuple[int, int], list[int]] = {}
     for (_, gid), nodes in per_rank_group.items():

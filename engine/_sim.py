@@ -31,7 +31,8 @@ __all__ = [
     "run_programs",
 ]
 
-#: (operation, size in bytes, group ranks, group kind such as "tp"/"dp"/"pp") -> time in ns
+#: (operation, size in bytes, group ranks, group kind such as "tp"/"dp"/"pp", "" when
+#: unknown) -> time in ns
 CollectiveCoster = Callable[[str, int, tuple[int, ...], str], float]
 
 _NO_SLOT = -1
@@ -199,7 +200,10 @@ def _run(
             if measured_comm and duration[g] > 0:
                 arrival = t + duration[g]
             else:
-                arrival = t + coster("send_recv", size, (src, dst), "pp")
+                # The send's own group kind ("pp" where the workload says it is a pipeline
+                # exchange), not an assumed one: the coster reads kinds (compression).
+                send_kind = program.p2p_streams.get(local, "")
+                arrival = t + coster("send_recv", size, (src, dst), send_kind)
             heappush(events, (arrival, g))
             key4 = (src, dst, tag, size)
             waiting = recvs_waiting.get(key4)

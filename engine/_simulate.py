@@ -8,7 +8,7 @@ from functools import cache
 
 from trainsim.collectives import CollectiveError, collective_time_us, compressed_sync_time_us
 from trainsim.engine._errors import WorkloadError
-from trainsim.engine._program import K_SEND, Program, compile_program, stretch_beside
+from trainsim.engine._program import Program, compile_program, stretch_beside
 from trainsim.engine._result import StepMetrics, StepResult
 from trainsim.engine._sim import run_programs
 from trainsim.engine._system import System
@@ -22,13 +22,19 @@ _COMPRESSIBLE = frozenset(("all_reduce", "reduce_scatter"))
 
 
 def _comm_kinds(program: Program, workload: Workload) -> list[str]:
-    """Group kind of each node (``tp``, ``dp``, ``pp``...; ``comm`` when unknown)."""
+    """Group kind of each communication node (``tp``, ``dp``, ``pp``...), ``""`` when unknown.
+
+    A collective's kind is its ``stream`` attribute or its process group's recorded kind; a
+    send's or receive's is its own ``stream`` attribute (the generator writes ``pp`` on its
+    pipeline exchanges). Nothing else names a kind: a converted trace's process groups and
+    point-to-point pairs stay unknown rather than being guessed (the breakdown then calls them
+    ``collective`` and ``p2p``).
+    """
     kinds = ["" for _ in program.ids]
     for idx, (_, _, pg) in program.collectives.items():
-        kinds[idx] = program.streams.get(idx) or workload.group_kinds.get(pg) or "comm"
+        kinds[idx] = program.streams.get(idx) or workload.group_kinds.get(pg) or ""
     for idx in program.p2p:
-        if program.kinds[idx] == K_SEND:
-            kinds[idx] = "pp"
+        kinds[idx] = program.p2p_streams.get(idx, "")
     return kinds
 
 

@@ -19,12 +19,17 @@ def _system(npus: int = 8) -> System:
 
 
 def _pipeline_rank(stage: int, dp: int, dp_size: int, micro_batches: int = 3) -> ETGraph:
-    """A 2-stage pipeline with data parallelism: fwd/bwd per micro-batch, then a DP all-reduce."""
+    """A 2-stage pipeline with data parallelism: fwd/bwd per micro-batch, then a DP all-reduce.
+
+    The sends and receives say they are pipeline exchanges (``stream`` ``pp``, as generated
+    workloads do), so the breakdown counts them as ``pp`` and their waits as bubble.
+    """
     rank = stage * dp_size + dp
     peer = (1 - stage) * dp_size + dp
     nodes = []
     nid = 0
     prev: list[int] = []
+    pp = {"stream": "pp"}
 
     def add(name: str, kind: int, dur: int = 0, attrs: dict[str, object] | None = None) -> int:
         nonlocal nid, prev
@@ -35,23 +40,31 @@ def _pipeline_rank(stage: int, dp: int, dp_size: int, micro_batches: int = 3) ->
 
     for mb in range(micro_batches):
         if stage == 1:
-            add(f"recv_f{mb}", RECV, attrs={"comm_src": peer, "comm_tag": mb, "comm_size": 1 << 20})
+            add(
+                f"recv_f{mb}",
+                RECV,
+                attrs={"comm_src": peer, "comm_tag": mb, "comm_size": 1 << 20, **pp},
+            )
         add(f"fwd{mb}", COMP, 100 + 10 * stage)
         if stage == 0:
-            add(f"send_f{mb}", SEND, attrs={"comm_dst": peer, "comm_tag": mb, "comm_size": 1 << 20})
+            add(
+                f"send_f{mb}",
+                SEND,
+                attrs={"comm_dst": peer, "comm_tag": mb, "comm_size": 1 << 20, **pp},
+            )
     for mb in range(micro_batches):
         if stage == 0:
             add(
                 f"recv_b{mb}",
                 RECV,
-                attrs={"comm_src": peer, "comm_tag": 100 + mb, "comm_size": 1 << 20},
+                attrs={"comm_src": peer, "comm_tag": 100 + mb, "comm_size": 1 << 20, **pp},
             )
         add(f"bwd{mb}", COMP, 200)
         if stage == 1:
             add(
                 f"send_b{mb}",
                 SEND,
-                attrs={"comm_dst": peer, "comm_tag": 100 + mb, "comm_size": 1 << 20},
+                attrs={"comm_dst": peer, "comm_tag": 100 + mb, "comm_size": 1 << 20, **pp},
             )
     add("grad_ar", COLL, attrs={"comm_type": AR, "comm_size": 64 << 20, "pg_name": f"dp{stage}"})
     add("optimizer", COMP, 50)
@@ -84,6 +97,7 @@ def test_rank_class_equals_per_rank() -> None:
         assert reps.rank_finish_ns[rank] == full.rank_finish_ns[rank]
         assert reps.timeline.end_ns[rank] == full.timeline.end_ns[rank]
     assert full.breakdown[0].exposed_comm_ns.get("pp", 0) > 0
+    assert full.breakdown[dp_size].bubble_ns > 0
     assert reps.breakdown[dp_size].bubble_ns == full.breakdown[dp_size].bubble_ns
 
 
