@@ -161,14 +161,19 @@ class TrainingForecast:
 
     def format(self) -> str:
         """A few readable lines for a terminal."""
+        quantiles_days = [self.quantile_days(q) for q in _QUANTILES]
+        decimals = _day_decimals(quantiles_days)
+        shown = ", ".join(
+            f"P{q * 100:g} {v:,.{decimals}f} d"
+            for q, v in zip(_QUANTILES, quantiles_days, strict=True)
+        )
         lines = [
             f"{self.label}: {self.steps:,} steps on {self.gpus:,} GPUs, {self.samples:,} samples",
             f"  step time {self.deterministic_step_time_s:,.3f} s deterministic, "
             f"{self.step.mean_s:,.3f} s mean (CV {self.step.cv:.2%})",
-            f"  time to train: mean {self.mean_days:,.2f} d, P50 {self.p50_days:,.2f} d, "
-            f"P90 {self.p90_days:,.2f} d, P99 {self.p99_days:,.2f} d",
+            f"  time to train: mean {self.mean_days:,.{decimals}f} d, {shown}",
             f"  effective training time {self.effective_training_fraction:.1%}, "
-            f"{self.failures.mean():,.0f} failures on average",
+            f"{_format_mean_count(float(self.failures.mean()), 'failure')} on average",
         ]
         if self.job_mtbf_s is not None:
             interval = self.checkpoint_interval_s or 0.0
@@ -194,19 +199,200 @@ class TrainingForecast:
         return "<pre>" + self.format() + "</pre>"
 
     def plot_cdf(self, path: str | Path | None = None) -> Any:
-        """The CDF of the wall time in days (saved to ``path`` when given); the figure."""
+        """The CDF of the wall time in days, P50/P90/P99 marked (saved to ``path``); the figure.
+
+        The axis spans the bulk of the runs and at least P99; the few runs beyond it (failures
+        far in the tail) are counted in the legend rather than squashing the curve into a corner.
+        """
         fig, ax = _new_figure(path)
         days = np.sort(self.wall_s) / _DAY_S
-        ax.plot(days, np.arange(1, days.size + 1) / days.size)
-        for q in _QUANTILES:
-            ax.axvline(self.quantile_days(q), ls=":", lw=1, color="gray")
-        return _finish_figure(fig, ax, "P(done by then)", self.label, path)
+        marks, decimals = self._quantile_marks()
+        probability = np.arange(1, days.size + 1) / days.size
+        # A step per sample: the empirical CDF is a staircase, not a line between samples.
+        ax.step(days, probability, where="post", color="C0", lw=1.5, label="sampled runs")
+        for q, value_days, color, name in marks:
+            ax.axvline(value_days, ls="--", lw=1, color=color, label=name)
+            ax.axhline(q, ls=":", lw=0.8, color=color)
+        low_days, high_days = _shown_range_days(days)
+        high_days = max(high_days, *(value_days for _, value_days, _, _ in marks))
+        if high_days > low_days:
+            margin_days = 0.03 * (high_days - low_days)
+            ax.set_xlim(low_days - margin_days, high_days + margin_days)
+        ax.set_ylim(0.0, 1.02)
+        # Lower right lies under the curve's top, which is near 1 at the axis' right end.
+        note = _off_axis_note(days, low_days, high_days, decimals)
+        _legend(ax, "lower right", note)
+        return _finish_figure(fig, ax, "P(run done by then)", self._plot_title("CDF"), path)
 
-    def plot_histogram(self, path: str | Path | None = None, bins: int = 60) -> Any:
-        """A histogram of the wall time in days (saved to ``path`` when given); the figure."""
+    def plot_histogram(self, path: str | Path | None = None, bins: int | None = None) -> Any:
+        """A histogram of the wall time in days, P50/P90/P99 marked (saved to ``path``).
+
+        ``bins`` (default: Freedman-Diaconis, 10 to 80) covers the bulk of the runs: a few
+        runs that failures stretch far out would otherwise put every other run in one bar, so
+        they are counted in the legend instead. When one bar holds most runs (most have no
+        failure), the count axis is logarithmic so the tail's bars stay visible. The figure.
+        """
         fig, ax = _new_figure(path)
-        ax.hist(self.wall_s / _DAY_S, bins=bins)
-        return _finish_figure(fig, ax, "samples", self.label, path)
+        days = self.wall_s / _DAY_S
+        low_days, high_days = _shown_range_days(days)
+        shown = days[(days >= low_days) & (days <= high_days)]
+        marks, decimals = self._quantile_marks()
+        counts, _, _ = ax.hist(shown, bins=_histogram_edges(shown, bins), color="C0", alpha=0.85)
+        off_axis = []
+        for _, value_days, color, name in marks:
+            if low_days <= value_days <= high_days:
+                ax.axvline(value_days, ls="--", lw=1, color=color, label=name)
+            else:
+                off_axis.append(name)
+        if high_days <= low_days:
+            # One value: a narrow bar in a 2 % window, not a block that looks like a spread.
+            ax.set_xlim(low_days * 0.99, low_days * 1.01)
+        ylabel = f"sampled runs (of {self.samples:,})"
+        if high_days > low_days and float(np.max(counts)) > _LOG_COUNTS_SHARE * shown.size:
+            ax.set_yscale("log")
+            ylabel += ", log scale"
+        note = _off_axis_note(days, low_days, high_days, decimals, off_axis)
+        _legend(ax, "best", note)
+        return _finish_figure(fig, ax, ylabel, self._plot_title("distribution"), path)
+
+    def _quantile_marks(self) -> tuple[list[tuple[float, float, str, str]], int]:
+        """Per plotted quantile: q, its value (days), colour and label; and the decimals."""
+        values_days = [self.quantile_days(q) for q in _QUANTILES]
+        decimals = _day_decimals(values_days)
+        marks = [
+            (q, value_days, color, f"P{q * 100:g} {value_days:,.{decimals}f} d")
+            for q, value_days, color in zip(_QUANTILES, values_days, _QUANTILE_COLORS, strict=True)
+        ]
+        return marks, decimals
+
+    def _plot_title(self, kind: str) -> str:
+        """Two title lines: what the plot shows, and the run it is of."""
+        return (
+            f"time to train, {kind}: {self.label}\n"
+            f"{self.gpus:,} GPUs, {self.steps:,} steps, {self.samples:,} sampled runs"
+        )
+
+
+_QUANTILE_COLORS = ("C1", "C2", "C3")
+#: Tukey's "far out" fence: runs beyond q75 + 3 IQR are outliers for the plots' axes.
+_FENCE_IQR = 3.0
+#: At most this share of runs may be left off a plot's axis; more are part of the shape.
+_MAX_OFF_AXIS_SHARE = 0.05
+#: Bounds on the automatic bin count: enough bars for a shape, few enough to read each.
+_MIN_BINS = 10
+_MAX_BINS = 80
+#: A histogram whose tallest bar holds more than this share of runs gets a log count axis.
+_LOG_COUNTS_SHARE = 0.5
+
+
+def _shown_range_days(days: NDArray[np.float64]) -> tuple[float, float]:
+    """The span of ``days`` a plot shows: all of it, unless a few far outliers stretch it.
+
+    A forecast with rare failures has most runs within a fraction of a percent and a handful
+    one restart longer; an axis to the longest run shows the bulk as a single bar. Runs past
+    Tukey's far-out fences are left off when they are at most 5 % of the runs.
+    """
+    low, high = float(days.min()), float(days.max())
+    q25, q75 = (float(v) for v in np.quantile(days, [0.25, 0.75]))
+    iqr = q75 - q25
+    if iqr <= 0.0 or high <= low:
+        return low, high
+    inside = days[(days >= q25 - _FENCE_IQR * iqr) & (days <= q75 + _FENCE_IQR * iqr)]
+    if inside.size < days.size * (1.0 - _MAX_OFF_AXIS_SHARE):
+        return low, high
+    return float(inside.min()), float(inside.max())
+
+
+def _histogram_edges(days: NDArray[np.float64], bins: int | None) -> NDArray[np.float64]:
+    """Bin edges over ``days``: ``bins`` of them, or Freedman-Diaconis within 10 to 80.
+
+    Freedman-Diaconis (width 2 IQR / n^(1/3)) follows the spread of the bulk rather than the
+    extremes; with no spread in the bulk (most runs equal, a few with failures), the square
+    root of the sample count. All samples equal: one bar 0.1 % of the value wide.
+    """
+    low, high = float(days.min()), float(days.max())
+    if high <= low:
+        half = max(abs(low) * 0.0005, 1e-9)
+        return np.array([low - half, low + half])
+    if bins is None:
+        q25, q75 = np.quantile(days, [0.25, 0.75])
+        width = 2.0 * float(q75 - q25) / days.size ** (1.0 / 3.0)
+        count = (high - low) / width if width > 0.0 else math.sqrt(days.size)
+        bins = int(min(max(math.ceil(count), _MIN_BINS), _MAX_BINS))
+    result: NDArray[np.float64] = np.linspace(low, high, max(bins, 1) + 1)
+    return result
+
+
+def _runs(count: int) -> str:
+    """``1 run``, ``12 runs``: a count of sampled runs with its noun."""
+    return f"{count:,} run" + ("" if count == 1 else "s")
+
+
+def _off_axis_note(
+    days: NDArray[np.float64],
+    low_days: float,
+    high_days: float,
+    decimals: int,
+    off_axis: list[str] | None = None,
+) -> str | None:
+    """Lines that say how many runs lie beyond a plot's axis and how far, so none go unseen."""
+    above = days[days > high_days]
+    below = days[days < low_days]
+    notes = []
+    if float(days.min()) == float(days.max()):
+        notes.append(f"all {_runs(days.size)} take {float(days[0]):,.{decimals}f} d")
+    if above.size:
+        notes.append(
+            f"{_runs(above.size)} ({above.size / days.size:.1%}) longer than shown,\n"
+            f"up to {float(above.max()):,.{decimals}f} d"
+        )
+    if below.size:
+        notes.append(f"{_runs(below.size)} shorter, from {float(below.min()):,.{decimals}f} d")
+    if off_axis:
+        notes.append("beyond the axis: " + ", ".join(off_axis))
+    return "\n".join(notes) if notes else None
+
+
+def _legend(ax: Any, loc: str, note: str | None) -> None:
+    """The plot's legend, with ``note`` (what the axis leaves out) as its title."""
+    ax.legend(loc=loc, fontsize=8, title=note, title_fontsize=8, alignment="left")
+
+
+def _day_decimals(values_days: list[float], least: int = 2, most: int = 4) -> int:
+    """Decimals that tell apart values (days) that differ, from ``least`` up to ``most``.
+
+    Two decimals of a day are 15 minutes; a narrow forecast has P50, P90 and P99 within that,
+    and printing them all as the same number reads as a bug. Values within a relative 1e-9 are
+    one value (the quantiles of equal samples differ in the last bits); ``most`` = 4 is 9 s.
+    """
+    distinct: list[float] = []
+    for value in sorted(values_days):
+        if not distinct or not math.isclose(value, distinct[-1], rel_tol=1e-9, abs_tol=0.0):
+            distinct.append(value)
+    for decimals in range(least, most + 1):
+        if len({round(v, decimals) for v in distinct}) == len(distinct):
+            return decimals
+    return most
+
+
+def _format_mean_count(mean: float, noun: str) -> str:
+    """A mean count with its noun: ``0 failures``, ``1 failure``, ``0.67 failures``.
+
+    A whole mean prints as a count (singular for one); a fractional one with two significant
+    digits below 1 (0.0075), two decimals below 10, one below 100, none beyond.
+    """
+    if mean == round(mean):
+        count = round(mean)
+        return f"{count:,} {noun}" + ("" if count == 1 else "s")
+    if mean < 1.0:
+        decimals = max(2, 1 - math.floor(math.log10(abs(mean))))
+    elif mean < 10.0:
+        decimals = 2
+    elif mean < 100.0:
+        decimals = 1
+    else:
+        decimals = 0
+    return f"{mean:,.{decimals}f} {noun}s"
 
 
 def _new_figure(path: str | Path | None) -> tuple[Any, Any]:
@@ -217,7 +403,7 @@ def _new_figure(path: str | Path | None) -> tuple[Any, Any]:
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt.subplots(figsize=(6, 4))
+    return plt.subplots(figsize=(7, 4.5))
 
 
 def _finish_figure(fig: Any, ax: Any, ylabel: str, title: str, path: str | Path | None) -> Any:
@@ -226,10 +412,13 @@ def _finish_figure(fig: Any, ax: Any, ylabel: str, title: str, path: str | Path 
 
     ax.set_xlabel("time to train (days)")
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    # Narrow forecasts would otherwise get ticks like "+3.44e-1" plus offsets: print days.
+    ax.ticklabel_format(axis="x", style="plain", useOffset=False)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path)
+        fig.savefig(path, dpi=110)
         plt.close(fig)
     return fig
 

@@ -121,6 +121,63 @@ def test_model_forecast_reports_quantiles_and_sources(tmp_path: Path) -> None:
     assert (tmp_path / "cdf.png").stat().st_size > 0
 
 
+def test_format_prints_mean_failures_with_precision_and_grammar(setup: tuple) -> None:  # type: ignore[type-arg]
+    workload, system, step = setup
+    # A job MTBF near the run's length: some runs fail, the mean count is a fraction.
+    failures = FailureSpec(mtbf_gpu_hours=8 * 60.0, checkpoint_write_s=10.0, restart_s=60.0)
+    got = forecast(workload, system, steps=100_000, samples=2000, failures=failures, step=step)
+    mean = float(got.failures.mean())
+    assert 0.0 < mean < 10.0 and mean != round(mean)
+    text = got.format()
+    assert f"{mean:.2f} failures on average" in text
+    summary = got.summary()
+    assert summary["failures_mean"] == mean  # --json keeps the exact mean
+    assert json.loads(json.dumps(summary))["failures_mean"] == mean
+
+
+@pytest.mark.parametrize(
+    ("mean", "expected"),
+    [
+        (0.0, "0 failures"),
+        (1.0, "1 failure"),
+        (3.0, "3 failures"),
+        (0.67, "0.67 failures"),
+        (0.0075, "0.0075 failures"),
+        (0.999, "1.00 failures"),
+        (2.5, "2.50 failures"),
+        (12.34, "12.3 failures"),
+        (1234.5, "1,234 failures"),
+    ],
+)
+def test_mean_count_wording(mean: float, expected: str) -> None:
+    from trainsim.engine._forecast import _format_mean_count
+
+    assert _format_mean_count(mean, "failure") == expected
+
+
+def test_format_tells_narrow_quantiles_apart(setup: tuple) -> None:  # type: ignore[type-arg]
+    workload, system, step = setup
+    # 2e6 steps of 0.2 s with noisy GEMMs: a 6.5-day run whose P50, P90 and P99 lie within a
+    # minute of each other, all "6.55" at two decimals (0.01 d = 14 min).
+    spec = VariabilitySpec(kernels={"gemm": Distribution(kind="lognormal", cv=0.5)})
+    got = forecast(
+        workload, system, steps=2_000_000, samples=2000, step_samples=200, variability=spec,
+        step=step,
+    )  # fmt: skip
+    assert len({round(got.quantile_days(q), 2) for q in (0.5, 0.9, 0.99)}) == 1
+    line = next(t for t in got.format().splitlines() if "time to train" in t)
+    shown = [part.split()[1] for part in line.split(", ")[1:]]
+    assert len(shown) == 3 and len(set(shown)) == 3, line
+    for text, q in zip(shown, (0.5, 0.9, 0.99), strict=True):
+        decimals = len(text.split(".")[1])
+        assert float(text.replace(",", "")) == pytest.approx(
+            got.quantile_days(q), abs=0.51 * 10**-decimals
+        )
+    # Equal quantiles (no variability) stay at two decimals: no invented precision.
+    flat = forecast(workload, system, steps=200_000, samples=50, step=step)
+    assert f"P99 {flat.p99_days:,.2f} d" in flat.format()
+
+
 def test_bad_requests_raise_engine_errors(setup: tuple) -> None:  # type: ignore[type-arg]
     workload, system, step = setup
     with pytest.raises(ForecastConfigError, match="tokens"):

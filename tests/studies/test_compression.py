@@ -53,5 +53,8 @@ def test_dataframe_and_plot(study: LearnersStudy, tmp_path: Path) -> None:
     assert set(frame["scheme"]) == {"dense", "adacomp", "scalecom"}
     assert len(frame) == 3 * len(LEARNERS)
     out = tmp_path / "learners.png"
-    study.plot(out)
+    fig = study.plot(out)
     assert out.stat().st_size > 10_000
+    for ax in fig.get_axes():  # type: ignore[attr-defined]
+        assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title()
+        assert {t.get_text() for t in ax.get_legend().get_texts()} == set(frame["scheme"])
