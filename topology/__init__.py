@@ -20,10 +20,11 @@ from ._io import astra_network_dims, read_astra_network, read_edge_list
 from ._load import load_network
 from ._model import GIB_PER_GB, Dimension, DimKind, Link, NodeKind, Topology
 from ._placement import Placement, place_group
-from ._spec import parse_spec
+from ._spec import SPEC_KINDS, SpecKind, parse_spec, spec_help
 
 __all__ = [
     "GIB_PER_GB",
+    "SPEC_KINDS",
     "DimKind",
     "Dimension",
     "DisconnectedError",
@@ -34,6 +35,7 @@ __all__ = [
     "Placement",
     "PlacementError",
     "SpecError",
+    "SpecKind",
     "Topology",
     "TopologyError",
     "astra_network_dims",
@@ -54,6 +56,7 @@ __all__ = [
     "remove_npus",
     "ring",
     "slow_links",
+    "spec_help",
     "switch",
     "torus",
 ]

@@ -35,6 +35,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "trainsim.studies.cli._measure",
     "trainsim.studies.cli._collective",
     "trainsim.studies.cli._synthesize",
+    "trainsim.studies.cli._presets",
 )
 
 EXIT_USAGE = 2

@@ -38,7 +38,9 @@ def test_public_api_is_stable() -> None:
             "NodeKind",
             "Placement",
             "PlacementError",
+            "SPEC_KINDS",
             "SpecError",
+            "SpecKind",
             "Topology",
             "TopologyError",
             "astra_network_dims",
@@ -59,6 +61,7 @@ def test_public_api_is_stable() -> None:
             "remove_npus",
             "ring",
             "slow_links",
+            "spec_help",
             "switch",
             "torus",
         ]
