@@ -8,6 +8,7 @@ cost model, scheduling) and returns a ``StepResult``.
 from trainsim.engine._clusters import (
     CLUSTER_PRESETS,
     ClusterPreset,
+    cluster_device,
     cluster_system,
     default_cluster,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "VariabilitySpec",
     "Workload",
     "WorkloadError",
+    "cluster_device",
     "cluster_system",
     "daly_expected_wall_s",
     "daly_interval_s",

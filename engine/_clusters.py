@@ -42,7 +42,13 @@ from trainsim.engine._system import System
 from trainsim.models import DEVICE_PRESETS, DeviceSpec, load_device
 from trainsim.topology import Dimension, DimKind, Topology, multi_dimensional
 
-__all__ = ["CLUSTER_PRESETS", "ClusterPreset", "cluster_system", "default_cluster"]
+__all__ = [
+    "CLUSTER_PRESETS",
+    "ClusterPreset",
+    "cluster_device",
+    "cluster_system",
+    "default_cluster",
+]
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,9 @@ class ClusterPreset:
     """A node design: GPUs per node, intra-node fabric and per-GPU scale-out bandwidth."""
 
     name: str
+    #: The device preset this node is built with (vendor datasheets: DGX A100 640 GB has
+    #: A100 80 GB parts, A3 Mega H100 80 GB SXM); swapping the cluster swaps the GPU too.
+    device: str
     gpus_per_node: int
     intra_kind: DimKind
     intra_bandwidth_gbps: float
@@ -107,13 +116,13 @@ A3_MEGA_NCCL = NcclParams(
 CLUSTER_PRESETS: dict[str, ClusterPreset] = {
     p.name: p
     for p in (
-        ClusterPreset("dgx-a100", 8, DimKind.SWITCH, 300.0, 25.0),
-        ClusterPreset("dgx-h100", 8, DimKind.SWITCH, 450.0, 50.0),
-        ClusterPreset("hgx-h200", 8, DimKind.SWITCH, 450.0, 50.0),
-        ClusterPreset("hgx-h800", 8, DimKind.SWITCH, 200.0, 50.0),
-        ClusterPreset("dgx-b200", 8, DimKind.SWITCH, 900.0, 50.0),
-        ClusterPreset("mi300x-platform", 8, DimKind.FULLY_CONNECTED, 64.0, 50.0),
-        ClusterPreset("gcp-a3-mega", 8, DimKind.SWITCH, 450.0, 25.0, nccl=A3_MEGA_NCCL),
+        ClusterPreset("dgx-a100", "a100-80gb", 8, DimKind.SWITCH, 300.0, 25.0),
+        ClusterPreset("dgx-h100", "h100-sxm", 8, DimKind.SWITCH, 450.0, 50.0),
+        ClusterPreset("hgx-h200", "h200", 8, DimKind.SWITCH, 450.0, 50.0),
+        ClusterPreset("hgx-h800", "h800", 8, DimKind.SWITCH, 200.0, 50.0),
+        ClusterPreset("dgx-b200", "b200", 8, DimKind.SWITCH, 900.0, 50.0),
+        ClusterPreset("mi300x-platform", "mi300x", 8, DimKind.FULLY_CONNECTED, 64.0, 50.0),
+        ClusterPreset("gcp-a3-mega", "h100-sxm", 8, DimKind.SWITCH, 450.0, 25.0, nccl=A3_MEGA_NCCL),
     )
 }
 
@@ -136,6 +145,23 @@ def default_cluster(device: str | DeviceSpec) -> str:
     if name is None:
         raise SystemConfigError(f"device {spec.name!r} has no default cluster; pass cluster=...")
     return name
+
+
+def cluster_device(cluster: str, device: str | DeviceSpec) -> str | DeviceSpec:
+    """The device a ``cluster`` preset runs: ``device`` when that is one of its GPUs, else its own.
+
+    ``device`` stays when the cluster is its default (an A100 40 GB on ``dgx-a100``) or is
+    built with it (an H100 on ``gcp-a3-mega``); a what-if that swaps ``dgx-h100`` for
+    ``hgx-h200`` gets the H200 that node is built with, not the H100 with another name.
+    """
+    if cluster not in CLUSTER_PRESETS:
+        allowed = ", ".join(sorted(CLUSTER_PRESETS))
+        raise SystemConfigError(f"cluster {cluster!r} is not a preset (allowed: {allowed})")
+    name = device.name if isinstance(device, DeviceSpec) else str(device)
+    preset = CLUSTER_PRESETS[cluster]
+    if name == preset.device or _DEFAULT_CLUSTER.get(name) == cluster:
+        return device
+    return preset.device
 
 
 def cluster_system(

@@ -18,6 +18,7 @@ from trainsim.engine import (
     CLUSTER_PRESETS,
     ClusterPreset,
     System,
+    cluster_device,
     cluster_system,
     default_cluster,
     predict,
@@ -92,8 +93,13 @@ class WhatIfResult:
 
     def format(self) -> str:
         """A plain-text table of the variants and their speedups."""
+        where = (
+            f"{self.gpus} GPUs, each cluster with its own device (in brackets)"
+            if self.parameter == "cluster"
+            else f"{self.gpus} {self.device}"
+        )
         lines = [
-            f"what-if {self.parameter}: {self.model} on {self.gpus} {self.device}",
+            f"what-if {self.parameter}: {self.model} on {where}",
             f"{self.parameter:<28} {'step s':>10} {'tok/s':>11} {'MFU':>6} {'exp. comm s':>11} "
             f"{'speedup':>8}",
         ]
@@ -162,9 +168,11 @@ def topology_whatif(
     gpus = plan.num_gpus
     result = WhatIfResult(vary, spec.name, plan.model_dump(mode="json"), gpus, device)
     if vary == "cluster":
+        # A cluster preset is a node design with its own GPU: hgx-h200 runs H200s.
         for value in values:
-            system = cluster_system(device, gpus, cluster=str(value), **_cost(cost_model))
-            result.rows.append(_row(str(value), spec, plan, system))
+            runs = cluster_device(str(value), device)
+            system = cluster_system(runs, gpus, cluster=str(value), **_cost(cost_model))
+            result.rows.append(_row(f"{value} ({system.device_spec.name})", spec, plan, system))
         return _finish(result)
     name = cluster or default_cluster(device)
     if name not in CLUSTER_PRESETS:

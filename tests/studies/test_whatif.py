@@ -44,6 +44,25 @@ def test_cluster_preset_whatif_and_errors() -> None:
         _MODEL, _PLAN, device="h100-sxm", vary="cluster", values=["dgx-h100", "hgx-h800"]
     )
     assert result.rows[1].step_time_s > result.rows[0].step_time_s  # slower NVLink on H800
+    assert [r.value for r in result.rows] == ["dgx-h100 (h100-sxm)", "hgx-h800 (h800)"]
+
+
+def test_cluster_whatif_runs_each_clusters_own_device() -> None:
+    """hgx-h200 is the dgx-h100 network with H200s: it must not predict the H100 again."""
+    result = topology_whatif(
+        _MODEL,
+        _PLAN,
+        device="h100-sxm",
+        vary="cluster",
+        values=["dgx-h100", "hgx-h200", "gcp-a3-mega"],
+    )
+    h100, h200, a3 = result.rows
+    on_h200 = predict(_MODEL, _PLAN, cluster_system("h200", 16))
+    assert h200.step_time_s == pytest.approx(on_h200.step_time_s, rel=1e-12)
+    assert h200.step_time_s < h100.step_time_s  # faster HBM, same network
+    # A3 Mega is built with H100s: the device stays, the network changes.
+    assert a3.value == "gcp-a3-mega (h100-sxm)"
+    assert "each cluster with its own device" in result.format()
     with pytest.raises(SweepConfigError, match="vary"):
         topology_whatif(_MODEL, _PLAN, vary="colour", values=[1])  # type: ignore[arg-type]
     with pytest.raises(SweepConfigError, match="> 0"):
