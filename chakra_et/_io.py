@@ -95,11 +95,29 @@ def _split_objects(text: str) -> list[Any]:
     return values
 
 
+def _foreign_trace(obj: Any) -> str | None:
+    """What a JSON document is when it is a PyTorch trace rather than a Chakra ET dump."""
+    if not isinstance(obj, dict):
+        return None
+    if "traceEvents" in obj:
+        return "a Kineto (PyTorch profiler) trace"
+    if "nodes" in obj and ("schema" in obj or "pid" in obj):
+        return f"a PyTorch host execution trace (schema {obj.get('schema', '?')})"
+    return None
+
+
 def from_json(text: str) -> ETGraph:
     """Parse the JSON form back into a graph; errors name the object and node id."""
     objects = _split_objects(text)
     if not objects:
         raise ETJSONError("no JSON objects: expected the GlobalMetadata then one object per node")
+    foreign = _foreign_trace(objects[0]) if len(objects) == 1 else None
+    if foreign is not None:
+        # Both are what users record with PyTorch; neither is a Chakra ET until converted.
+        raise ETJSONError(
+            f"this is {foreign}, not a Chakra ET: convert it first "
+            "(trainsim convert pytorch, or chakra_et.convert_pytorch)"
+        )
     for index, obj in enumerate(objects):
         if not isinstance(obj, dict):
             raise ETJSONError(f"object {index}: expected a JSON object, got {type(obj).__name__}")

@@ -71,6 +71,7 @@ from trainsim.models import (
     model_from_mapping,
     stage_layer_ranges,
 )
+from trainsim.studies._progress import LoopProgress
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -287,8 +288,10 @@ def _plan(row: dict[str, str]) -> ParallelPlan:
     # Overlap flags a row states in its notes are part of its configuration; Megatron's
     # --tp-comm-overlap requires --sequence-parallel, so it implies sequence parallelism.
     tp_overlap = "--tp-comm-overlap" in row["notes"]
-    # --overlap-param-gather exists only with Megatron's distributed optimizer.
-    distributed_optimizer = "--overlap-param-gather" in row["notes"]
+    # --overlap-param-gather exists only with Megatron's distributed optimizer, which is
+    # ZeRO stage 1: such a row shards optimizer states at least that far.
+    sharded_optimizer = "--overlap-param-gather" in row["notes"]
+    zero_stage = max(_int(row["zero_stage"], 0), 1 if sharded_optimizer else 0)
     return ParallelPlan(
         tp=_int(row["tp"], 1),
         pp=_int(row["pp"], 1),
@@ -298,8 +301,7 @@ def _plan(row: dict[str, str]) -> ParallelPlan:
         vpp=_int(row["interleave"], 1),
         sequence_parallel=row["sp"].strip() == "1" or tp_overlap,
         overlap_tp_comm=tp_overlap,
-        distributed_optimizer=distributed_optimizer,
-        zero_stage=_int(row["zero_stage"], 0),
+        zero_stage=zero_stage,
         micro_batch_size=_int(row["micro_batch"], 1),
         global_batch_size=_int(row["global_batch"], 0) or None,
         recompute=recompute,
@@ -380,11 +382,13 @@ def run_validation(
     *,
     cost_model: str = "nccl",
     devices: Iterable[DeviceSpec] = (),
+    progress: bool | None = None,
 ) -> ValidationReport:
     """Predict every row of the published-measurements table and report the errors.
 
     ``devices`` replace the presets of the same name, e.g. a device whose GEMM rates were
-    measured (``models.measured_device``): every row on that device uses them.
+    measured (``models.measured_device``): every row on that device uses them. ``progress``
+    shows a bar on stderr (None: only when stderr is a terminal).
     """
     replaced = {spec.name: spec for spec in devices}
     unknown = sorted(set(replaced) - set(_DEVICES.values()))
@@ -405,57 +409,58 @@ def run_validation(
         if missing:
             raise ValueError(f"{source_path}: not a published-measurements table (no {missing})")
         rows = list(reader)
-    for row in rows:
-        source = _source(row["source"])
-        entry = ValidationRow(
-            source, row["model"], row["gpus"], row["metric"], _number(row["value"])
-        )
-        report.rows.append(entry)
-        if entry.measured is None:
-            entry.skipped = "no numeric value"
-            continue
-        if source == "nccl-tests 2x8 H100":
-            entry.predicted = _nccl_row(row, cost_model)
-            continue
-        device = _device(row)
-        if source in ("PRISM",):
-            entry.skipped = "variability figure: see the forecast study"
-            continue
-        if device is None:
-            entry.skipped = f"no device preset for {row['gpu_type']!r}"
-            continue
-        if not row["layers"] or not row["tp"]:
-            entry.skipped = "model shape or parallel configuration not stated"
-            continue
-        model, plan = _model(row), _plan(row)
-        if row["metric"].startswith("mem_"):
-            entry.predicted = _memory_metric(row["metric"], model, plan)
-            continue
-        key = tuple(
-            row[k]
-            for k in (
-                "model",
-                "gpus",
-                "tp",
-                "pp",
-                "dp",
-                "sp",
-                "recompute",
-                "interleave",
-                "micro_batch",
-                "global_batch",
-                "seq_len",
+    with LoopProgress("validate", len(rows), enabled=progress) as bar:
+        for row in bar.track(rows, lambda r: f"{r['model']} {r['metric']}"):
+            source = _source(row["source"])
+            entry = ValidationRow(
+                source, row["model"], row["gpus"], row["metric"], _number(row["value"])
             )
-        )
-        result = cache.get(key)
-        if result is None:
-            spec = replaced.get(device, device)
-            system = cluster_system(spec, plan.num_gpus, cost_model=cost_model)
-            result = predict(model, plan, system)
-            cache[key] = result
-        value = _predict_metric(row["metric"], result)
-        if value is None or math.isnan(value):
-            entry.skipped = f"metric {row['metric']!r} is not predicted"
-        else:
-            entry.predicted = value
+            report.rows.append(entry)
+            if entry.measured is None:
+                entry.skipped = "no numeric value"
+                continue
+            if source == "nccl-tests 2x8 H100":
+                entry.predicted = _nccl_row(row, cost_model)
+                continue
+            device = _device(row)
+            if source in ("PRISM",):
+                entry.skipped = "variability figure: see the forecast study"
+                continue
+            if device is None:
+                entry.skipped = f"no device preset for {row['gpu_type']!r}"
+                continue
+            if not row["layers"] or not row["tp"]:
+                entry.skipped = "model shape or parallel configuration not stated"
+                continue
+            model, plan = _model(row), _plan(row)
+            if row["metric"].startswith("mem_"):
+                entry.predicted = _memory_metric(row["metric"], model, plan)
+                continue
+            key = tuple(
+                row[k]
+                for k in (
+                    "model",
+                    "gpus",
+                    "tp",
+                    "pp",
+                    "dp",
+                    "sp",
+                    "recompute",
+                    "interleave",
+                    "micro_batch",
+                    "global_batch",
+                    "seq_len",
+                )
+            )
+            result = cache.get(key)
+            if result is None:
+                spec = replaced.get(device, device)
+                system = cluster_system(spec, plan.num_gpus, cost_model=cost_model)
+                result = predict(model, plan, system)
+                cache[key] = result
+            value = _predict_metric(row["metric"], result)
+            if value is None or math.isnan(value):
+                entry.skipped = f"metric {row['metric']!r} is not predicted"
+            else:
+                entry.predicted = value
     return report

@@ -17,6 +17,7 @@ from trainsim.engine import (
     forecast,
     load_variability,
 )
+from trainsim.studies.cli._args import named_or_file, non_negative_int, positive_int
 from trainsim.studies.cli._predict import add_system_flags, system_and_workload
 
 __all__ = ["register"]
@@ -31,14 +32,25 @@ def register(sub: Any) -> None:
         "variability (PRISM-style), failures, checkpoints and restarts.",
     )
     add_system_flags(parser)
-    parser.add_argument("--tokens", type=float, required=True, help="training tokens (15e12)")
-    parser.add_argument("--samples", type=int, default=10000, help="runs sampled (10000)")
-    parser.add_argument("--step-samples", type=int, default=1000, help="step samples (1000)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    parser.add_argument(
+        "--tokens",
+        type=float,
+        required=True,
+        metavar="N",
+        help="training tokens to forecast (required; Llama 3 trained on 15e12)",
+    )
+    parser.add_argument(
+        "--samples", type=positive_int, default=10000, help="runs sampled (default 10000)"
+    )
+    parser.add_argument(
+        "--step-samples", type=positive_int, default=1000, help="step samples (default 1000)"
+    )
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
     parser.add_argument(
         "--variability",
         metavar="FILE|prism|none",
         default="none",
+        type=lambda value: named_or_file(value, ("prism", "none"), "variability"),
         help="VariabilitySpec YAML/JSON, 'prism' for the built-in PRISM-like preset, or none",
     )
     rates = parser.add_mutually_exclusive_group()
@@ -46,6 +58,7 @@ def register(sub: Any) -> None:
     rates.add_argument(
         "--interruptions",
         metavar="FILE|llama3",
+        type=lambda value: named_or_file(value, ("llama3",), "interruption table"),
         help="interruption table YAML/JSON (interruptions, days, gpus) or 'llama3'",
     )
     parser.add_argument(
@@ -54,8 +67,10 @@ def register(sub: Any) -> None:
         metavar="auto|MIN",
         help="minutes of training between checkpoints (auto: Daly's optimum)",
     )
-    parser.add_argument("--checkpoint-write-s", type=float, default=60.0, help="seconds (60)")
-    parser.add_argument("--restart-s", type=float, default=600.0, help="seconds (600)")
+    parser.add_argument(
+        "--checkpoint-write-s", type=float, default=60.0, help="seconds (default 60)"
+    )
+    parser.add_argument("--restart-s", type=float, default=600.0, help="seconds (default 600)")
     parser.add_argument("--plot", metavar="CDF.png", help="write the CDF plot")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=_run)

@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from trainsim import models
+from trainsim.studies.cli._args import positive_int
 from trainsim.studies.cli._main import CLIError
 
 __all__ = ["add_workload_flags", "register", "workload_from_args"]
@@ -21,13 +22,15 @@ def add_workload_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", help="preset name (e.g. llama3-70b), YAML file, or config.json (required)"
     )
-    parser.add_argument("--gpus", type=int, help="GPU count; dp = gpus / (tp*pp*cp)")
-    parser.add_argument("--dp", type=int, help="data-parallel size (instead of --gpus)")
-    parser.add_argument("--tp", type=int, default=1, help="tensor-parallel size")
-    parser.add_argument("--pp", type=int, default=1, help="pipeline stages")
-    parser.add_argument("--cp", type=int, default=1, help="context-parallel size")
-    parser.add_argument("--ep", type=int, default=1, help="expert-parallel size")
-    parser.add_argument("--vpp", type=int, default=1, help="virtual stages per pipeline rank")
+    parser.add_argument("--gpus", type=positive_int, help="GPU count; dp = gpus / (tp*pp*cp)")
+    parser.add_argument("--dp", type=positive_int, help="data-parallel size (instead of --gpus)")
+    parser.add_argument("--tp", type=positive_int, default=1, help="tensor-parallel size")
+    parser.add_argument("--pp", type=positive_int, default=1, help="pipeline stages")
+    parser.add_argument("--cp", type=positive_int, default=1, help="context-parallel size")
+    parser.add_argument("--ep", type=positive_int, default=1, help="expert-parallel size")
+    parser.add_argument(
+        "--vpp", type=positive_int, default=1, help="virtual stages per pipeline rank"
+    )
     parser.add_argument(
         "--sp", "--sequence-parallel", dest="sp", action="store_true", help="sequence parallel"
     )
@@ -35,9 +38,13 @@ def add_workload_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--distributed-optimizer", action="store_true", help="shard optimizer states (ZeRO-1)"
     )
-    parser.add_argument("--micro-batch", type=int, default=1, help="sequences per micro-batch")
-    parser.add_argument("--global-batch", type=int, help="sequences per step (default: mb*dp)")
-    parser.add_argument("--seq", type=int, help="sequence length (default: the model's)")
+    parser.add_argument(
+        "--micro-batch", type=positive_int, default=1, help="sequences per micro-batch"
+    )
+    parser.add_argument(
+        "--global-batch", type=positive_int, help="sequences per step (default: mb*dp)"
+    )
+    parser.add_argument("--seq", type=positive_int, help="sequence length (default: the model's)")
     parser.add_argument(
         "--recompute", choices=("none", "selective", "full"), default="none", help="recompute"
     )
@@ -57,8 +64,8 @@ def add_workload_flags(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="add the QKV bias and sum its gradient in kernels of their own (Megatron-LM 2022)",
     )
-    parser.add_argument("--first-stage-layers", type=int, help="layers of the first stage")
-    parser.add_argument("--last-stage-layers", type=int, help="layers of the last stage")
+    parser.add_argument("--first-stage-layers", type=positive_int, help="layers of the first stage")
+    parser.add_argument("--last-stage-layers", type=positive_int, help="layers of the last stage")
     parser.add_argument(
         "--no-overlap-grad-reduce", action="store_true", help="reduce gradients after backward"
     )

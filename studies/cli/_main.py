@@ -114,15 +114,39 @@ def _config_defaults(parser: argparse.ArgumentParser, config_path: str) -> dict[
         return {}
     if not isinstance(data, dict):
         raise CLIError(f"config file {path} must hold a mapping of flag names to values")
-    dests = {a.dest for a in parser._actions if a.dest not in ("help", "config")}
+    # A key may be any of the flag's spellings (``sequence_parallel`` as well as ``sp``).
+    actions: dict[str, argparse.Action] = {}
+    for action in parser._actions:
+        if action.dest in ("help", "config"):
+            continue
+        actions[action.dest] = action
+        for option in action.option_strings:
+            actions[option.lstrip("-").replace("-", "_")] = action
     defaults: dict[str, Any] = {}
     for key, value in data.items():
-        dest = str(key).lstrip("-").replace("-", "_")
-        if dest not in dests:
-            allowed = ", ".join(sorted(dests))
+        name = str(key).lstrip("-").replace("-", "_")
+        if name not in actions:
+            allowed = ", ".join(sorted(actions))
             raise CLIError(f"config file {path}: unknown key {key!r} (allowed: {allowed})")
-        defaults[dest] = value
+        action = actions[name]
+        defaults[action.dest] = _config_value(path, key, action, value)
     return defaults
+
+
+def _config_value(path: Path, key: object, action: argparse.Action, value: Any) -> Any:
+    """Check a config value as its flag would be checked (argparse skips defaults' types)."""
+    if action.type is not None and isinstance(value, (str, int, float)) and not isinstance(
+        value, bool
+    ):
+        convert: Callable[[str], Any] = action.type  # type: ignore[assignment]
+        try:
+            value = convert(str(value))
+        except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
+            raise CLIError(f"config file {path}: {key}: {exc}") from None
+    if action.choices is not None and value not in action.choices:
+        allowed = ", ".join(str(c) for c in action.choices)
+        raise CLIError(f"config file {path}: {key}: {value!r} is not one of {allowed}")
+    return value
 
 
 def _run(argv: Sequence[str]) -> int:
@@ -143,11 +167,26 @@ def _run(argv: Sequence[str]) -> int:
     return func(args)
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout already closed or not a real file
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``trainsim`` command line and return its exit status."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     try:
-        return _run(arguments)
+        status = _run(arguments)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit after this handler
+        return status
+    except BrokenPipeError:
+        # The reader stopped (``trainsim ... | head``): not an error of the run.
+        _silence_stdout()
+        return 0
     except SystemExit as exc:  # --help and --version exit through argparse
         return exc.code if isinstance(exc.code, int) else 0
     except KeyboardInterrupt:

@@ -43,7 +43,12 @@ def _run(args: argparse.Namespace) -> int:
         if not Path(path).is_file():
             raise FileNotFoundError(f"--device {path}: no such file")
     devices = [load_device(Path(path)) for path in args.device]
-    report = run_validation(args.data, cost_model=args.cost_model, devices=devices)
+    report = run_validation(
+        args.data,
+        cost_model=args.cost_model,
+        devices=devices,
+        progress=None if not args.json else False,
+    )
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
