@@ -12,6 +12,7 @@ from trainsim.models import (
     ParallelPlan,
     RankLayout,
     generate_rank_classes,
+    memory_fit,
     memory_per_gpu,
     step_flops,
 )
@@ -67,10 +68,12 @@ def predict(
         memory_gib_per_gpu=memory.total_bytes / 2**30,
     )
     result = simulate(workload, system, metrics=metrics, label=workload.name)
-    capacity_gib = system.device_spec.memory_gib
-    if metrics.memory_gib_per_gpu is not None and metrics.memory_gib_per_gpu > capacity_gib:
+    fit = memory_fit(memory.total_bytes, system.device_spec)
+    if fit.verdict == "does not fit":
         result.notes.append(
-            f"memory {metrics.memory_gib_per_gpu:.1f} GiB per GPU exceeds the "
-            f"{capacity_gib:.0f} GiB of {system.device_spec.name}: this plan would not fit"
+            f"memory {fit.need_gib:.1f} GiB per GPU exceeds the {fit.usable_gib:.1f} GiB usable "
+            f"of {system.device_spec.name}: this plan would not fit"
         )
+    elif fit.verdict == "tight":
+        result.notes.append(f"memory is tight: {fit.describe()}")
     return result

@@ -52,10 +52,13 @@ from trainsim.models._measure import (
 )
 from trainsim.models._measured import AttentionMeasurement, GemmMeasurement
 from trainsim.models._memory import (
+    TIGHT_MARGIN_FRACTION,
     MemoryBreakdown,
+    MemoryFit,
     check_memory,
     local_params,
     memory_by_stage,
+    memory_fit,
     memory_per_gpu,
     stage_layers,
 )
@@ -88,6 +91,7 @@ __all__ = [
     "GROUP_KINDS",
     "MODEL_PRESETS",
     "ROOFLINE_ATTR",
+    "TIGHT_MARGIN_FRACTION",
     "Attention",
     "AttentionMeasurement",
     "DType",
@@ -100,6 +104,7 @@ __all__ = [
     "LayerCost",
     "MemoryBreakdown",
     "MemoryCapacityError",
+    "MemoryFit",
     "ModelSpec",
     "ModelsError",
     "OpCost",
@@ -126,6 +131,7 @@ __all__ = [
     "measure_gemm",
     "measured_device",
     "memory_by_stage",
+    "memory_fit",
     "memory_per_gpu",
     "model_from_hf_config",
     "model_from_mapping",

@@ -132,6 +132,14 @@ class DeviceSpec(BaseModel):
     peak_tflops: dict[str, float] = Field(description="dense TFLOP/s by dtype")
     hbm_bandwidth_gbps: float = Field(gt=0, description="HBM bandwidth in GB/s (1e9 B/s)")
     memory_gib: float = Field(gt=0, description="HBM capacity in GiB")
+    runtime_reserved_gib: float = Field(
+        1.0,
+        ge=0,
+        description="HBM the runtime holds before the first tensor: the CUDA context with "
+        "the framework's kernels loaded, cuBLAS/cuDNN workspaces and NCCL's communicator "
+        "buffers (NCCL_BUFFSIZE 4 MiB per channel and peer, per communicator). An estimate, "
+        "not a measurement: set it from torch.cuda.mem_get_info() on the real machine",
+    )
     efficiency: EfficiencyModel = Field(default_factory=EfficiencyModel)
     num_sms: int | None = Field(
         None, ge=1, description="streaming multiprocessors (compute units), for SM margins"
@@ -152,6 +160,11 @@ class DeviceSpec(BaseModel):
     def memory_bytes(self) -> int:
         """HBM capacity in bytes."""
         return int(self.memory_gib * 2**30)
+
+    @property
+    def usable_memory_gib(self) -> float:
+        """HBM left for the training state once the runtime holds its share, in GiB."""
+        return max(self.memory_gib - self.runtime_reserved_gib, 0.0)
 
     def gemm_time_us(self, m: int, n: int, k: int, dtype: str = "bf16") -> float:
         """Roofline time of one GEMM (operands and result read/written once)."""

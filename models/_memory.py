@@ -36,18 +36,18 @@ from trainsim.models._plan import ParallelPlan, stage_layer_ranges
 from trainsim.models._spec import ModelSpec
 
 __all__ = [
-    "BASE_ALLOWANCE_BYTES",
+    "TIGHT_MARGIN_FRACTION",
     "MemoryBreakdown",
+    "MemoryFit",
     "check_memory",
     "local_params",
     "memory_by_stage",
+    "memory_fit",
     "memory_per_gpu",
     "stage_layers",
 ]
 
 GIB = 2**30
-#: Fixed allowance for the CUDA context, library workspaces and NCCL buffers.
-BASE_ALLOWANCE_BYTES = 1 * GIB
 _WEIGHT_BYTES = 2
 _GRAD_BYTES = 4
 _OPTIMIZER_BYTES = 12
@@ -192,7 +192,9 @@ def _activations(model: ModelSpec, plan: ParallelPlan, stage: int) -> int:
 
 def _buffers(model: ModelSpec, plan: ParallelPlan, dense_params: int, layers: int) -> int:
     sbh = plan.micro_batch_size * model.seq_len // plan.cp * model.hidden_size
-    total = BASE_ALLOWANCE_BYTES
+    # The runtime's own share (CUDA context, workspaces, NCCL) is the device's
+    # ``runtime_reserved_gib``, taken off the capacity rather than added to every plan.
+    total = 0
     if plan.pp > 1:
         total += 2 * ACT_BYTES * sbh
     if plan.zero_stage >= 3 and layers:
@@ -235,15 +237,82 @@ def memory_per_gpu(model: ModelSpec, plan: ParallelPlan) -> MemoryBreakdown:
     return max(memory_by_stage(model, plan), key=lambda m: m.total_bytes)
 
 
+#: A plan whose headroom is under this share of the usable capacity is called tight: the
+#: caching allocator's fragmentation and transient buffers this model does not count (NCCL
+#: staging, a larger attention workspace) live there. A stated policy, not a measurement.
+TIGHT_MARGIN_FRACTION = 0.05
+
+
+@dataclass(frozen=True)
+class MemoryFit:
+    """How a per-GPU need compares with a device: usable capacity, headroom and a verdict."""
+
+    need_gib: float
+    capacity_gib: float
+    usable_gib: float
+    margin_gib: float
+
+    @property
+    def headroom_gib(self) -> float:
+        """Usable capacity left after the need (negative when it does not fit)."""
+        return self.usable_gib - self.need_gib
+
+    @property
+    def verdict(self) -> str:
+        """``fits``, ``tight`` (headroom under the margin) or ``does not fit``."""
+        if self.headroom_gib < 0:
+            return "does not fit"
+        return "tight" if self.headroom_gib < self.margin_gib else "fits"
+
+    @property
+    def fits(self) -> bool:
+        """Whether the need is within the usable capacity (tight counts as fitting)."""
+        return self.headroom_gib >= 0
+
+    def describe(self) -> str:
+        """One line: need, usable of nominal capacity, headroom and the verdict."""
+        return (
+            f"{self.need_gib:.2f} GiB of {self.usable_gib:.2f} GiB usable "
+            f"({self.capacity_gib:.0f} GiB less {self.capacity_gib - self.usable_gib:.1f} the "
+            f"runtime holds): headroom {self.headroom_gib:.2f} GiB, {self.verdict}"
+            + (f" (under the {self.margin_gib:.2f} GiB margin)" if self.verdict == "tight" else "")
+        )
+
+    def to_dict(self) -> dict[str, float | str | bool]:
+        """Plain data for JSON output."""
+        return {
+            "need_gib": self.need_gib,
+            "capacity_gib": self.capacity_gib,
+            "usable_gib": self.usable_gib,
+            "headroom_gib": self.headroom_gib,
+            "margin_gib": self.margin_gib,
+            "verdict": self.verdict,
+            "fits": self.fits,
+        }
+
+
+def memory_fit(need_bytes: int | float, device: DeviceSpec) -> MemoryFit:
+    """Compare a per-GPU need in bytes with ``device``'s usable memory."""
+    usable = device.usable_memory_gib
+    return MemoryFit(
+        need_gib=need_bytes / 2**30,
+        capacity_gib=device.memory_gib,
+        usable_gib=usable,
+        margin_gib=TIGHT_MARGIN_FRACTION * usable,
+    )
+
+
 def check_memory(model: ModelSpec, plan: ParallelPlan, device: DeviceSpec) -> MemoryBreakdown:
-    """Return the peak stage's memory, or raise if it exceeds ``device``'s capacity."""
+    """Return the peak stage's memory, or raise if it exceeds ``device``'s usable memory."""
     peak = memory_per_gpu(model, plan)
-    if peak.total_bytes > device.memory_bytes:
+    fit = memory_fit(peak.total_bytes, device)
+    if not fit.fits:
         gib = peak.to_gib()
         raise MemoryCapacityError(
             f"memory per GPU {gib['total_gib']:.1f} GiB (stage {peak.stage}: states "
             f"{gib['states_gib']:.1f}, activations {gib['activations_gib']:.1f}, buffers "
-            f"{gib['buffers_gib']:.1f}) exceeds {device.name} capacity "
-            f"{device.memory_gib:.1f} GiB"
+            f"{gib['buffers_gib']:.1f}) exceeds the {fit.usable_gib:.1f} GiB usable of "
+            f"{device.name} ({device.memory_gib:.1f} GiB less {device.runtime_reserved_gib:.1f} "
+            f"the runtime holds)"
         )
     return peak

@@ -32,7 +32,9 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--all-stages", action="store_true", help="one row per pipeline stage")
     parser.add_argument(
-        "--strict", action="store_true", help="exit 2 when the peak exceeds the device memory"
+        "--strict",
+        action="store_true",
+        help="exit 2 when the peak exceeds the device's usable memory",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=_run)
@@ -43,7 +45,7 @@ def _run(args: argparse.Namespace) -> int:
     device = models.load_device(args.device)
     stages = models.memory_by_stage(model, plan)
     peak = max(stages, key=lambda m: m.total_bytes)
-    fits = peak.total_bytes <= device.memory_bytes
+    fit = models.memory_fit(peak.total_bytes, device)
     if args.strict:
         models.check_memory(model, plan, device)
     if args.json:
@@ -52,7 +54,10 @@ def _run(args: argparse.Namespace) -> int:
             "gpus": plan.num_gpus,
             "device": device.name,
             "capacity_gib": device.memory_gib,
-            "fits": fits,
+            "usable_gib": fit.usable_gib,
+            "headroom_gib": fit.headroom_gib,
+            "verdict": fit.verdict,
+            "fits": fit.fits,
             "peak_stage": peak.stage,
             "peak": {"params": peak.params, **peak.to_gib()},
             "stages": [{"stage": m.stage, "params": m.params, **m.to_gib()} for m in stages],
@@ -69,9 +74,5 @@ def _run(args: argparse.Namespace) -> int:
     for m in stages if args.all_stages else [peak]:
         gib = m.to_gib()
         print(f"{m.stage:>5}  " + "".join(f"{gib[key]:>9.2f}" for key, _ in _COLUMNS))
-    verdict = "fits" if fits else "DOES NOT FIT"
-    print(
-        f"peak stage {peak.stage}: {peak.total_bytes / 2**30:.2f} GiB of "
-        f"{device.memory_gib:.0f} GiB: {verdict}"
-    )
+    print(f"peak stage {peak.stage}: {fit.describe()}")
     return 0
