@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,10 @@ def register(sub: Any) -> None:
         "--checkpoint-write-s", type=float, default=60.0, help="seconds (default 60)"
     )
     parser.add_argument("--restart-s", type=float, default=600.0, help="seconds (default 600)")
-    parser.add_argument("--plot", metavar="CDF.png", help="write the CDF plot")
+    parser.add_argument("--plot", metavar="CDF.png", help="write the CDF plot (needs matplotlib)")
+    parser.add_argument(
+        "--histogram", metavar="HIST.png", help="write the histogram of sampled runs"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=_run)
 
@@ -139,8 +143,15 @@ def _run(args: argparse.Namespace) -> int:
         variability=variability,
         failures=failures,
     )
+    written = []
     if args.plot:
         result.plot_cdf(args.plot)
+        written.append(f"CDF written to {args.plot}")
+    if args.histogram:
+        result.plot_histogram(args.histogram)
+        written.append(f"histogram written to {args.histogram}")
+    for line in written if not args.json else []:
+        print(line, file=sys.stderr)
     if args.json:
         summary = result.summary()
         summary["model"] = model.name
