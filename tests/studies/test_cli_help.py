@@ -93,7 +93,7 @@ def test_config_accepts_every_spelling_of_a_flag_and_checks_values(
     base = "model: llama3-8b\nlayers: 2\ngpus: 16\ntp: 2\nglobal-batch: 32\n"
     config.write_text(base + "sequence_parallel: true\n")
     assert main(["predict", "--config", str(config), "--json"]) == 0
-    assert '"sp": true' in capsys.readouterr().out.replace('"sequence_parallel": true', '"sp": true')
+    assert '"sequence_parallel": true' in capsys.readouterr().out
     config.write_text(base.replace("tp: 2", "tp: 0"))
     line = _one_line_error(["predict", "--config", str(config)], capsys)
     assert "tp: must be an integer >= 1, got '0'" in line
