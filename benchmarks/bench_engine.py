@@ -88,7 +88,7 @@ def llama3_405b() -> None:
         global_batch_size=2048,
         first_stage_layers=7,
         last_stage_layers=7,
-        distributed_optimizer=True,
+        zero_stage=1,
     )
     start = time.perf_counter()
     system = cluster_system("h100-sxm", 16384)

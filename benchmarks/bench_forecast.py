@@ -44,7 +44,7 @@ def plan_405b(dp: int = 128) -> ParallelPlan:
         sequence_parallel=True,
         first_stage_layers=7,
         last_stage_layers=7,
-        distributed_optimizer=True,
+        zero_stage=1,
     )
 
 

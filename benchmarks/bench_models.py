@@ -35,7 +35,7 @@ def headline_plan() -> ParallelPlan:
         sequence_parallel=True,
         first_stage_layers=7,
         last_stage_layers=7,
-        distributed_optimizer=True,
+        zero_stage=1,
     )
 
 

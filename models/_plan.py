@@ -4,15 +4,17 @@ Dimensions follow Megatron-LM: tensor (``tp``, optionally with sequence parallel
 (``cp``), data (``dp``) and pipeline (``pp``, 1F1B, interleaved with ``vpp`` virtual stages per
 rank) parallelism multiply to the GPU count; expert parallelism (``ep``) splits the experts of
 MoE layers over ranks of the data x context dimension (experts keep the dense layers' tensor
-parallelism). ZeRO stage 1 (or ``distributed_optimizer``) shards optimizer states over the
-data x context group, stage 2 also gradients, stage 3 (FSDP) also weights.
+parallelism). ZeRO stage 1 shards optimizer states over the data x context group, stage 2
+also gradients, stage 3 (FSDP) also weights. Megatron-LM calls stage 1 its distributed optimizer
+(``--use-distributed-optimizer``): ``distributed_optimizer=True`` is accepted on input as another
+name for ``zero_stage >= 1`` and is not kept as a field of its own, so one plan has one spelling.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from trainsim.models._errors import InvalidPlanError
 from trainsim.models._spec import ModelSpec
@@ -29,9 +31,18 @@ __all__ = [
 Recompute = Literal["none", "selective", "full"]
 Attention = Literal["flash", "unfused"]
 
+#: The input-only alias of ZeRO stage 1 (Megatron-LM's ``--use-distributed-optimizer``).
+_DISTRIBUTED_OPTIMIZER = "distributed_optimizer"
+_BOOL = TypeAdapter(bool)
+_INT = TypeAdapter(int)
+
 
 class ParallelPlan(BaseModel):
-    """Parallelism degrees, batch sizes, recompute, ZeRO stage and overlap switches of a job."""
+    """Parallelism degrees, batch sizes, recompute, ZeRO stage and overlap switches of a job.
+
+    ``distributed_optimizer=True`` (Megatron-LM's name for ZeRO stage 1) is read as
+    ``zero_stage`` of at least 1; with an explicit ``zero_stage=0`` it is refused.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -48,8 +59,13 @@ class ParallelPlan(BaseModel):
         None, ge=1, description="layers of the last pipeline stage when uneven"
     )
     sequence_parallel: bool = Field(False, description="shard norms/dropout over the TP group")
-    zero_stage: int = Field(0, ge=0, le=3, description="ZeRO stage; 3 is FSDP")
-    distributed_optimizer: bool = Field(False, description="shard optimizer states (ZeRO-1)")
+    zero_stage: int = Field(
+        0,
+        ge=0,
+        le=3,
+        description="ZeRO stage: 1 shards optimizer states (Megatron's distributed optimizer), "
+        "2 also gradients, 3 (FSDP) also weights",
+    )
     micro_batch_size: int = Field(1, ge=1, description="sequences per micro-batch")
     global_batch_size: int | None = Field(None, ge=1, description="sequences per step")
     recompute: Recompute = Field("none", description="activation recomputation")
@@ -88,6 +104,38 @@ class ParallelPlan(BaseModel):
     )
     dtype: Literal["bf16", "fp16", "fp8"] = Field("bf16", description="compute dtype")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _distributed_optimizer_alias(cls, data: Any) -> Any:
+        """Fold Megatron's ``distributed_optimizer`` flag into ``zero_stage`` (one knob)."""
+        if not isinstance(data, dict) or _DISTRIBUTED_OPTIMIZER not in data:
+            return data
+        fields = dict(data)
+        raw = fields.pop(_DISTRIBUTED_OPTIMIZER)
+        try:
+            enabled = _BOOL.validate_python(raw)
+        except ValidationError:
+            raise InvalidPlanError(
+                f"distributed_optimizer={raw!r}: must be true or false"
+            ) from None
+        if not enabled:
+            return fields
+        stage = fields.get("zero_stage")
+        if stage is None:
+            fields["zero_stage"] = 1
+            return fields
+        try:
+            explicit = _INT.validate_python(stage)
+        except ValidationError:
+            # Not a number: the zero_stage field's own validation names it.
+            return fields
+        if explicit == 0:
+            raise InvalidPlanError(
+                "distributed_optimizer=True conflicts with zero_stage=0: the distributed "
+                "optimizer shards optimizer states (ZeRO stage 1); drop one or set zero_stage >= 1"
+            )
+        return fields
+
     @model_validator(mode="after")
     def _check(self) -> ParallelPlan:
         per_step = self.micro_batch_size * self.dp
@@ -114,6 +162,9 @@ class ParallelPlan(BaseModel):
     def for_gpus(cls, num_gpus: int, **fields: object) -> ParallelPlan:
         """Build a plan whose ``dp`` is what ``num_gpus`` leaves after tp x pp x cp."""
         tp, pp, cp = (int(str(fields.get(k, 1))) for k in ("tp", "pp", "cp"))
+        for name, size in (("tp", tp), ("pp", pp), ("cp", cp)):
+            if size < 1:
+                raise InvalidPlanError(f"{name}={size} must be an integer >= 1")
         model_parallel = tp * pp * cp
         if num_gpus < 1 or num_gpus % model_parallel:
             raise InvalidPlanError(
@@ -145,7 +196,7 @@ class ParallelPlan(BaseModel):
     @property
     def optimizer_sharded(self) -> bool:
         """Whether optimizer states are sharded over the data x context group."""
-        return self.zero_stage >= 1 or self.distributed_optimizer
+        return self.zero_stage >= 1
 
     @property
     def num_model_chunks(self) -> int:

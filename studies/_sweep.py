@@ -1,11 +1,14 @@
 """``sweep``: search parallelism plans for the best one, MAD-Max style, and the result it returns.
 
-The sweep enumerates the plans of a ``SearchSpace`` valid for the model and GPU count, prunes
-those whose memory per GPU exceeds the device (or ``Constraints.max_memory_gib``) without
-simulating them, and simulates the rest on an executor (local processes by default). Each
-result is appended to the ``out`` file as it arrives; a sweep restarted on the same file
-simulates only the plans it does not hold. ``SweepResult`` ranks the plans by the objective,
-gives the speedup of the best over a stated baseline plan, and plots time against memory.
+The sweep enumerates the plans of a ``SearchSpace`` valid for the model and GPU count (counting
+the others by the check they failed), all at one global batch so that they do the same work
+per step; it prunes those whose memory per GPU exceeds the device (or
+``Constraints.max_memory_gib``) without simulating them, and simulates the rest on an executor
+(local processes by default). Each result is appended to the ``out`` file as it arrives; a
+sweep restarted on the same file simulates only the plans it does not hold. ``SweepResult``
+ranks the plans by the objective, gives the speedup of the best over a stated baseline plan,
+says which global batch the plans ran and why the invalid ones were, and plots time against
+memory.
 """
 
 from __future__ import annotations
@@ -20,7 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 from trainsim.collectives import CompressionSpec
 from trainsim.engine import FailureSpec
-from trainsim.models import ModelSpec, ParallelPlan, check_plan, load_device, load_model
+from trainsim.models import (
+    ModelSpec,
+    ParallelPlan,
+    check_plan,
+    load_device,
+    load_model,
+    plan_from_mapping,
+)
 from trainsim.studies._executors import Executor, make_executor
 from trainsim.studies._sweep_eval import (
     OBJECTIVES,
@@ -37,8 +47,10 @@ from trainsim.studies._sweep_progress import SweepProgress, describe_plan
 from trainsim.studies._sweep_space import (
     Constraints,
     SearchSpace,
+    SweepConfigError,
     constraints_from_mapping,
     enumerate_plans,
+    resolve_global_batch,
     space_from_mapping,
 )
 from trainsim.studies._sweep_store import RECORD_COLUMNS, ResultStore
@@ -47,6 +59,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["SweepResult", "sweep"]
+
+#: What pruning compares with the memory limit (``memory_gib`` of a record).
+_MEMORY_COMPARED = "per-GPU memory of the fullest pipeline stage (models.memory_per_gpu)"
 
 #: Columns of the result table (the file's identity columns are left out).
 _TABLE_COLUMNS = tuple(c for c in RECORD_COLUMNS if c not in ("sweep_id", "key"))
@@ -59,7 +74,13 @@ def _better(objective: str) -> Callable[[float, float], bool]:
 
 @dataclass
 class SweepResult:
-    """Every plan tried, ranked by the objective, with the best plan and its speedup."""
+    """Every plan tried, ranked by the objective, with the best plan and its speedup.
+
+    Every plan ran ``global_batch_size`` sequences per step (``global_batch_reason`` says
+    whether it was given or how it was chosen); ``invalid_reasons`` counts the plans of the
+    space that failed a check, by the check; ``pruned`` holds the plans whose per-GPU memory
+    exceeded ``capacity_gib`` (``capacity_source`` says where that limit came from).
+    """
 
     model: str
     device: str
@@ -67,12 +88,22 @@ class SweepResult:
     objective: str
     records: list[dict[str, Any]]
     pruned: list[dict[str, Any]] = field(default_factory=list)
-    plans_invalid: int = 0
+    invalid_reasons: dict[str, int] = field(default_factory=dict)
     plans_resumed: int = 0
     wall_s: float = 0.0
     executor: str = "local"
     capacity_gib: float = 0.0
+    capacity_source: str = ""
     baseline: dict[str, Any] | None = None
+    global_batch_size: int = 0
+    global_batch_tokens: int = 0
+    global_batch_chosen: bool = False
+    global_batch_reason: str = ""
+
+    @property
+    def plans_invalid(self) -> int:
+        """Plans of the space that failed a check of the model or GPU count."""
+        return sum(self.invalid_reasons.values())
 
     # -- ranking ---------------------------------------------------------------------------
     def _ranked(self) -> list[dict[str, Any]]:
@@ -204,9 +235,17 @@ class SweepResult:
             "gpus": self.gpus,
             "objective": self.objective,
             "executor": self.executor,
+            "global_batch_size": self.global_batch_size,
+            "global_batch_tokens": self.global_batch_tokens,
+            "global_batch_chosen": self.global_batch_chosen,
+            "global_batch_reason": self.global_batch_reason,
             "plans_evaluated": len(self.records),
             "plans_pruned": len(self.pruned),
+            "memory_limit_gib": self.capacity_gib,
+            "memory_limit_source": self.capacity_source,
+            "memory_compared": _MEMORY_COMPARED,
             "plans_invalid": self.plans_invalid,
+            "invalid_reasons": dict(self.invalid_reasons),
             "plans_resumed": self.plans_resumed,
             "plans_failed": sum(r["status"] == "error" for r in self.records),
             "plans_infeasible": sum(r["status"] == "infeasible" for r in self.records),
@@ -223,6 +262,16 @@ class SweepResult:
             f"sweep of {self.model} on {self.gpus} {self.device}: {len(self.records)} plans "
             f"simulated ({self.plans_resumed} from the results file), {len(self.pruned)} pruned "
             f"by memory, {self.plans_invalid} invalid, {self.wall_s:.1f} s",
+            f"global batch: {self.global_batch_size} sequences "
+            f"({self.global_batch_tokens / 1e6:.3g}M tokens) per step for every plan; "
+            f"{self.global_batch_reason}",
+            f"pruned by memory: {_MEMORY_COMPARED} over {self.capacity_gib:.1f} GiB "
+            f"({self.capacity_source})",
+        ]
+        if self.invalid_reasons:
+            lines.append("invalid plans by reason:")
+            lines.extend(f"{n:>8}  {why}" for why, n in self.invalid_reasons.items())
+        lines += [
             f"{'rank':>4}  {'plan':<40} {'step s':>9} {'tok/s':>11} {'MFU':>6} {'GiB':>6}"
             + (f" {'days':>8}" if column == "time_to_train_days" else ""),
         ]
@@ -268,7 +317,7 @@ def sweep(
     workers: int | None = None,
     address: str | None = None,
     out: str | Path | None = None,
-    progress: bool | None = False,
+    progress: bool | None = None,
     on_result: Callable[[dict[str, Any]], None] | None = None,
 ) -> SweepResult:
     """Search the plans of ``space`` for ``model`` on ``gpus`` ``device`` GPUs.
@@ -283,6 +332,11 @@ def sweep(
     every record is appended to that file (``.csv`` or JSON lines) as it arrives, and plans
     already there are not simulated again. ``on_result`` is called with each new record.
     ``cost_model`` None keeps ``engine.cluster_system``'s default.
+
+    Every plan runs one global batch, so they do the same work per step: the space's
+    ``global_batch_size``, or else one the sweep chooses (``resolve_global_batch``; the result
+    says which and why). A ``baseline`` without a global batch runs it too; one with another
+    is refused. ``progress`` shows a bar on stderr; None shows it when stderr is a terminal.
     """
     start = time.perf_counter()
     spec = _resolve_model(model)
@@ -303,8 +357,20 @@ def sweep(
         failures=failures,
         constraints=limits,
     )
-    capacity = limits.max_memory_gib or load_device(device).memory_gib
-    candidates, invalid = enumerate_plans(spec, gpus, grid)
+    spec_device = load_device(device)
+    # Usable memory, not the nominal HBM: the runtime holds its share (models.memory_fit).
+    capacity = limits.max_memory_gib or spec_device.usable_memory_gib
+    capacity_source = (
+        "the max_memory_gib constraint"
+        if limits.max_memory_gib
+        else f"the usable memory of one {spec_device.name} ({spec_device.memory_gib:g} GiB less "
+        f"{spec_device.runtime_reserved_gib:g} the runtime holds)"
+    )
+    batch = resolve_global_batch(spec, gpus, grid)
+    grid = grid.model_copy(update={"global_batch_size": batch.sequences})
+    candidates, invalid_reasons = enumerate_plans(spec, gpus, grid)
+    if baseline is not None:
+        baseline = _at_batch(baseline, batch.sequences)
     tasks: list[PlanTask] = []
     pruned: list[dict[str, Any]] = []
     for plan, plan_cluster in candidates:
@@ -368,13 +434,30 @@ def sweep(
         objective=objective,
         records=records,
         pruned=pruned,
-        plans_invalid=invalid,
+        invalid_reasons=invalid_reasons,
         plans_resumed=len(done),
         wall_s=time.perf_counter() - start,
         executor=runner.name,
         capacity_gib=capacity,
+        capacity_source=capacity_source,
         baseline=base_record_,
+        global_batch_size=batch.sequences,
+        global_batch_tokens=batch.tokens,
+        global_batch_chosen=batch.chosen,
+        global_batch_reason=batch.reason,
     )
+
+
+def _at_batch(baseline: ParallelPlan, sequences: int) -> ParallelPlan:
+    """The baseline at the sweep's global batch: a speedup compares plans doing equal work."""
+    if baseline.global_batch_size is None:
+        return plan_from_mapping({**baseline.model_dump(), "global_batch_size": sequences})
+    if baseline.global_batch_size != sequences:
+        raise SweepConfigError(
+            f"baseline global_batch_size={baseline.global_batch_size} differs from the sweep's "
+            f"global_batch_size={sequences}: a speedup needs both to run the same batch"
+        )
+    return baseline
 
 
 def _pick(

@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from trainsim.collectives import CompressionSpec
-from trainsim.engine import EngineError, FailureSpec, System, cluster_system, forecast, predict
+from trainsim.engine import (
+    EngineError,
+    FailureSpec,
+    System,
+    cluster_device,
+    cluster_system,
+    forecast,
+    predict,
+)
 from trainsim.models import ModelsError, ModelSpec, ParallelPlan, memory_per_gpu
 from trainsim.studies._sweep_space import Constraints, SweepConfigError
 
@@ -112,7 +120,9 @@ def system_for(context: SweepContext, cluster: str | None) -> System:
             extra["cost_model"] = context.cost_model
         if context.compression is not None:
             extra["compression"] = context.compression
-        system = cluster_system(context.device, context.gpus, cluster=cluster, **extra)
+        # A cluster preset runs its own GPU (hgx-h200 has H200s), as in topology_whatif.
+        device = context.device if cluster is None else cluster_device(cluster, context.device)
+        system = cluster_system(device, context.gpus, cluster=cluster, **extra)
         _SYSTEMS[key] = system
     return system
 

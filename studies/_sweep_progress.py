@@ -26,7 +26,11 @@ def describe_plan(record: dict[str, Any]) -> str:
 
 
 class SweepProgress:
-    """A rich progress bar on stderr (nothing when disabled or when stderr is not a terminal)."""
+    """A rich progress bar of a sweep on stderr.
+
+    ``enabled`` None shows it only when stderr is a terminal (quiet in pipes, logs and CI);
+    True or False force it on or off.
+    """
 
     def __init__(self, total: int, *, objective: str, enabled: bool | None = None) -> None:
         self.total = total

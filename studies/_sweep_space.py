@@ -4,12 +4,22 @@ A ``SearchSpace`` lists the values each plan dimension may take; ``enumerate_pla
 product for one model and GPU count and keeps the plans that the model admits (``check_plan``):
 ``dp`` is what the GPU count leaves after ``tp x pp x cp``. When ``num_layers`` does not split
 evenly over ``pp`` stages, the plan gives the first and last stages fewer layers (Llama 3 405B
-runs 126 layers on 16 stages as 7 + 14 x 8 + 7) rather than being dropped.
+runs 126 layers on 16 stages as 7 + 14 x 8 + 7) rather than being dropped. The plans it drops
+are counted by the reason their check gave.
+
+Every plan of a space runs one global batch, so that step times compare: the space's
+``global_batch_size``, or else the one ``resolve_global_batch`` chooses (about
+``DEFAULT_BATCH_TOKENS`` tokens, rounded up so that every plan of the space can run it).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,7 +28,22 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from trainsim.models import ModelsError, ModelSpec, ParallelPlan, Recompute, check_plan
 
-__all__ = ["Constraints", "SearchSpace", "SweepConfigError", "enumerate_plans", "load_space"]
+__all__ = [
+    "DEFAULT_BATCH_TOKENS",
+    "Constraints",
+    "GlobalBatch",
+    "SearchSpace",
+    "SweepConfigError",
+    "enumerate_plans",
+    "invalid_reason",
+    "load_space",
+    "resolve_global_batch",
+]
+
+#: Tokens per step a sweep aims at when its space fixes no global batch: 2**22 (4.2M), the
+#: batch of Llama 2 at every size (Touvron et al. 2023, Table 1), near GPT-3 175B's 3.2M and
+#: Llama 3 405B's first stage (4M).
+DEFAULT_BATCH_TOKENS = 2**22
 
 
 class SweepConfigError(ValueError):
@@ -35,8 +60,8 @@ class SearchSpace(BaseModel):
     """Values every plan dimension may take; the sweep tries their product.
 
     ``global_batch_size`` fixes sequences per step for every plan (so step times compare);
-    None means one micro-batch per data-parallel rank. ``clusters`` optionally varies the
-    built-in cluster preset (None: the device's own).
+    None lets ``resolve_global_batch`` choose one for the whole space. ``clusters`` optionally
+    varies the built-in cluster preset (None: the device's own).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -152,37 +177,141 @@ def _stage_split(model: ModelSpec, pp: int, vpp: int, uneven: bool) -> dict[str,
     return {"first_stage_layers": rest // 2, "last_stage_layers": rest // 2}
 
 
-def enumerate_plans(
-    model: ModelSpec, gpus: int, space: SearchSpace
-) -> tuple[list[tuple[ParallelPlan, str | None]], int]:
-    """Every (plan, cluster) of ``space`` valid for ``model`` on ``gpus``, and how many were not."""
-    plans: list[tuple[ParallelPlan, str | None]] = []
-    invalid = 0
+@dataclass(frozen=True)
+class GlobalBatch:
+    """The global batch every plan of a sweep runs, and why it is that one."""
+
+    sequences: int  # per optimizer step, for every plan
+    tokens: int  # sequences x the model's seq_len
+    chosen: bool  # True when the space gave none and the sweep chose it
+    reason: str  # "given (...)" or how it was chosen, for people reading the report
+
+
+def _combos(model: ModelSpec, space: SearchSpace) -> Iterator[dict[str, Any]]:
+    """Plan fields (``dp`` and the global batch aside) of every combination of ``space``."""
     values = [getattr(space, name) for name in _DIMENSIONS]
     for combo in itertools.product(*values):
-        fields = dict(zip(_DIMENSIONS, combo, strict=True))
-        tp, pp, cp, vpp = fields["tp"], fields["pp"], fields["cp"], fields["vpp"]
-        split = _stage_split(model, pp, vpp, space.uneven_stages)
+        fields: dict[str, Any] = dict(zip(_DIMENSIONS, combo, strict=True))
+        tp = fields["tp"]
         if tp == 1 and fields["sequence_parallel"]:
             # Sequence parallelism without tensor parallelism is the plan without it: try once.
             if False in space.sequence_parallel:
                 continue
             fields["sequence_parallel"] = False
-        if gpus % (tp * pp * cp) or split is None:
-            invalid += len(space.clusters)
+        # No split that works leaves the even one, whose check names why it fails.
+        split = _stage_split(model, fields["pp"], fields["vpp"], space.uneven_stages)
+        fields.update(split or {})
+        fields["overlap_tp_comm"] = space.overlap_tp_comm and tp > 1
+        fields["dtype"] = space.dtype
+        yield fields
+
+
+def _build(
+    model: ModelSpec, gpus: int, fields: dict[str, Any], global_batch_size: int
+) -> ParallelPlan:
+    """The plan of ``fields`` on ``gpus``, checked against ``model`` (raises ``ModelsError``)."""
+    plan = ParallelPlan.for_gpus(gpus, **fields, global_batch_size=global_batch_size)
+    check_plan(model, plan)
+    return plan
+
+
+def _batch_step(gpus: int, fields: dict[str, Any]) -> int | None:
+    """The smallest global batch the plan of ``fields`` can run; its valid batches are multiples.
+
+    ``micro_batch_size x dp`` sequences per micro-batch round, and the interleaved schedule
+    also needs the number of micro-batches to be a multiple of ``pp``. None when ``gpus`` does
+    not split over ``tp x pp x cp``.
+    """
+    model_parallel = fields["tp"] * fields["pp"] * fields["cp"]
+    if gpus % model_parallel:
+        return None
+    step: int = fields["micro_batch_size"] * (gpus // model_parallel)
+    return step * fields["pp"] if fields["vpp"] > 1 else step
+
+
+def resolve_global_batch(model: ModelSpec, gpus: int, space: SearchSpace) -> GlobalBatch:
+    """The global batch every plan of ``space`` runs: the space's, or one chosen for all of them.
+
+    The chosen one is what a real run would fix before choosing its parallelism: the fewest
+    sequences, rounded up to a power of two, that hold at least ``DEFAULT_BATCH_TOKENS``
+    tokens. A plan that cannot split it (micro_batch_size x dp does not divide it) is invalid
+    for that reason, as it would be in the run. Only when no plan can split it does the batch
+    grow to the smallest multiple that every valid plan divides.
+    """
+    if space.global_batch_size is not None:
+        sequences = space.global_batch_size
+        return GlobalBatch(sequences, sequences * model.seq_len, False, "given (global_batch_size)")
+    target = -(-DEFAULT_BATCH_TOKENS // model.seq_len)
+    power = 1 << max(target - 1, 0).bit_length()
+    common = 1
+    splittable = False
+    for fields in _combos(model, space):
+        step = _batch_step(gpus, fields)
+        if step is None:
             continue
         try:
-            plan = ParallelPlan.for_gpus(
-                gpus,
-                **fields,
-                **split,
-                global_batch_size=space.global_batch_size,
-                overlap_tp_comm=space.overlap_tp_comm and tp > 1,
-                dtype=space.dtype,
-            )
-            check_plan(model, plan)
+            _build(model, gpus, fields, step)
         except ModelsError:
-            invalid += len(space.clusters)
+            continue
+        common = math.lcm(common, step)
+        splittable = splittable or power % step == 0
+    typical = (
+        f"{DEFAULT_BATCH_TOKENS / 1e6:.1f}M tokens or more, a typical LLM pre-training batch "
+        "(Llama 2: 4M, GPT-3 175B: 3.2M)"
+    )
+    if splittable:
+        reason = (
+            f"chosen (none given): the fewest sequences, a power of two, holding {typical}; "
+            "plans that cannot split it are invalid; global_batch_size (--global-batch) sets "
+            "another"
+        )
+        return GlobalBatch(power, power * model.seq_len, True, reason)
+    sequences = common * -(-target // common)
+    reason = (
+        f"chosen (none given): no plan splits {power} sequences, so the fewest holding "
+        f"{typical} that every plan's micro_batch_size x dp divides (lcm {common}); "
+        "global_batch_size (--global-batch) sets another"
+    )
+    return GlobalBatch(sequences, sequences * model.seq_len, True, reason)
+
+
+# ``field=value`` (with products such as ``pp*vpp=4*1=4``) and numbers in parentheses: what
+# differs between two plans that fail the same check.
+_VALUES = re.compile(r"=[^\s,;()]+")
+_NUMBERS_IN_PARENS = re.compile(r"\s*\((?:\d+|[a-z_]+(?:, [a-z_]+)*)\)")
+
+
+def invalid_reason(exc: ModelsError) -> str:
+    """The check a plan failed, without its numbers: plans failing alike share one reason.
+
+    ``num_heads=8 is not divisible by tp=3`` becomes ``num_heads is not divisible by tp``.
+    """
+    message = str(exc).splitlines()[0].removeprefix("plan: ")
+    return _NUMBERS_IN_PARENS.sub("", _VALUES.sub("", message)).strip()
+
+
+def enumerate_plans(
+    model: ModelSpec, gpus: int, space: SearchSpace
+) -> tuple[list[tuple[ParallelPlan, str | None]], dict[str, int]]:
+    """Every (plan, cluster) of ``space`` valid for ``model`` on ``gpus``, and why others were not.
+
+    All plans run the global batch of ``resolve_global_batch``. The second item counts the
+    invalid (plan, cluster) pairs by the reason of the first check each plan failed, most
+    frequent first.
+    """
+    batch = resolve_global_batch(model, gpus, space).sequences
+    plans: list[tuple[ParallelPlan, str | None]] = []
+    reasons: Counter[str] = Counter()
+    for fields in _combos(model, space):
+        step = _batch_step(gpus, fields)
+        try:
+            # The plan at its own smallest batch first: a plan whose shape fails a check is
+            # counted under that check, not under the batch it would then be given.
+            if step is not None:
+                _build(model, gpus, fields, step)
+            plan = _build(model, gpus, fields, batch)
+        except ModelsError as exc:
+            reasons[invalid_reason(exc)] += len(space.clusters)
             continue
         plans.extend((plan, cluster) for cluster in space.clusters)
-    return plans, invalid
+    return plans, dict(sorted(reasons.items(), key=lambda item: (-item[1], item[0])))

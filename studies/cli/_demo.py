@@ -39,7 +39,7 @@ def _run(args: argparse.Namespace) -> int:
         DEMO_GPUS,
         tp=2,
         global_batch_size=512,
-        distributed_optimizer=True,
+        zero_stage=1,
         recompute="selective",
     )
     system = cluster_system("h100-sxm", DEMO_GPUS)

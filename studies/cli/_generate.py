@@ -34,9 +34,13 @@ def add_workload_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sp", "--sequence-parallel", dest="sp", action="store_true", help="sequence parallel"
     )
-    parser.add_argument("--zero", type=int, default=0, choices=range(4), help="ZeRO stage")
+    parser.add_argument("--zero", type=int, choices=range(4), help="ZeRO stage (0)")
     parser.add_argument(
-        "--distributed-optimizer", action="store_true", help="shard optimizer states (ZeRO-1)"
+        "--distributed-optimizer",
+        "--use-distributed-optimizer",
+        dest="distributed_optimizer",
+        action="store_true",
+        help="Megatron's name for ZeRO stage 1: --zero at least 1",
     )
     parser.add_argument(
         "--micro-batch", type=positive_int, default=1, help="sequences per micro-batch"
@@ -91,8 +95,6 @@ def workload_from_args(args: argparse.Namespace) -> tuple[models.ModelSpec, mode
         "ep": args.ep,
         "vpp": args.vpp,
         "sequence_parallel": args.sp,
-        "zero_stage": args.zero,
-        "distributed_optimizer": args.distributed_optimizer,
         "micro_batch_size": args.micro_batch,
         "global_batch_size": args.global_batch,
         "recompute": args.recompute,
@@ -105,6 +107,12 @@ def workload_from_args(args: argparse.Namespace) -> tuple[models.ModelSpec, mode
         "overlap_tp_comm": args.tp_comm_overlap,
         "pipeline_scatter_gather": not args.no_pipeline_scatter_gather,
     }
+    # --zero left out is the default stage, so --distributed-optimizer alone means stage 1
+    # while an explicit --zero 0 with it is refused as a contradiction.
+    if args.zero is not None:
+        fields["zero_stage"] = args.zero
+    if args.distributed_optimizer:
+        fields["distributed_optimizer"] = True
     if args.gpus is not None:
         if args.dp is not None and args.dp * args.tp * args.pp * args.cp != args.gpus:
             raise models.InvalidPlanError(

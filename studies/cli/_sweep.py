@@ -26,7 +26,10 @@ def register(sub: Any) -> None:
         help="search parallelism plans (DP/TP/PP/VPP/CP/EP/ZeRO/micro-batch/recompute)",
         description="Simulate every plan of a search space that fits in memory and rank them. "
         "The plan flags (--tp, --pp...) describe the baseline plan for --baseline; "
-        "--global-batch and --precision apply to every plan unless the space file sets them.",
+        "--global-batch and --precision apply to every plan unless the space file sets them. "
+        "Every plan runs one global batch: without one the sweep chooses it (about 4M tokens, "
+        "a multiple of every plan's micro-batch x dp) and prints it. The progress bar shows "
+        "on a terminal, never with --json.",
     )
     add_system_flags(parser)
     parser.add_argument("--space", metavar="FILE.yaml", help="search space (SearchSpace fields)")

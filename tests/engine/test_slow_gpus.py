@@ -30,10 +30,10 @@ def _model(layers: int) -> ModelSpec:
 
 
 def _plan(tp: int, dp: int) -> ParallelPlan:
-    """Data parallel with the distributed optimizer: a reduce-scatter per bucket, overlapped
-    with the backward pass, so most collectives are reached along the compute stream."""
+    """Data parallel with the distributed optimizer (ZeRO-1): a reduce-scatter per bucket,
+    overlapped with the backward pass, so most collectives are reached along the compute stream."""
     return ParallelPlan(
-        tp=tp, pp=1, dp=dp, global_batch_size=dp, distributed_optimizer=True, recompute="selective"
+        tp=tp, pp=1, dp=dp, global_batch_size=dp, zero_stage=1, recompute="selective"
     )  # fmt: skip
 
 

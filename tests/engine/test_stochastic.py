@@ -101,7 +101,7 @@ def test_prism_like_gemm_variation_at_64k_gpus() -> None:
     model = model_from_mapping({**model_preset("llama3-405b").model_dump(), "num_layers": 16})
     plan = ParallelPlan(
         tp=8, pp=16, dp=512, global_batch_size=8192, sequence_parallel=True,
-        distributed_optimizer=True,
+        zero_stage=1,
     )  # fmt: skip
     system = cluster_system("h100-sxm", plan.num_gpus)
     spec = VariabilitySpec(kernels={"gemm": Distribution(kind="lognormal", cv=0.035)})

@@ -91,9 +91,7 @@ MOE = DENSE.model_copy(
         "num_dense_layers": 2,
     }
 )
-PLAN_3D = ParallelPlan(
-    tp=2, pp=2, dp=2, micro_batch_size=1, global_batch_size=8, distributed_optimizer=True
-)
+PLAN_3D = ParallelPlan(tp=2, pp=2, dp=2, micro_batch_size=1, global_batch_size=8, zero_stage=1)
 
 
 def attr_int(node: Node, name: str) -> int:

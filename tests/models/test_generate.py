@@ -312,7 +312,7 @@ def test_llama3_405b_layer_classes() -> None:
         sequence_parallel=True,
         first_stage_layers=7,
         last_stage_layers=7,
-        distributed_optimizer=True,
+        zero_stage=1,
     )
     graphs = generate_rank_classes(model_preset("llama3-405b"), plan)
     assert len(graphs) == 16

@@ -45,6 +45,46 @@ def test_gpus_not_divisible() -> None:
         ParallelPlan.for_gpus(1000, tp=8, pp=16)
 
 
+# -- distributed_optimizer: Megatron's name for ZeRO stage 1, accepted on input only ----------
+
+
+@settings(max_examples=40, deadline=None)
+@given(zero=st.one_of(st.none(), st.integers(1, 3)), flag=st.booleans())
+def test_distributed_optimizer_is_an_alias_of_zero_stage_1(zero: int | None, flag: bool) -> None:
+    fields: dict[str, object] = {"dp": 4, "distributed_optimizer": flag}
+    if zero is not None:
+        fields["zero_stage"] = zero
+    plan = plan_from_mapping(fields)
+    stage = zero or 0
+    assert plan.zero_stage == max(stage, 1 if flag else 0)
+    # Optimizer states are sharded exactly when either knob said so, as before the alias.
+    assert plan.optimizer_sharded == (stage >= 1 or flag)
+    assert "distributed_optimizer" not in plan.model_dump()
+    assert plan == ParallelPlan(dp=4, zero_stage=plan.zero_stage)
+
+
+def test_distributed_optimizer_is_read_from_configs_and_kwargs() -> None:
+    import yaml
+
+    assert plan_from_mapping(yaml.safe_load("dp: 2\ndistributed_optimizer: true\n")).zero_stage == 1
+    assert ParallelPlan(distributed_optimizer=True).zero_stage == 1  # type: ignore[call-arg]
+    assert ParallelPlan.for_gpus(8, tp=2, distributed_optimizer=True).zero_stage == 1
+    assert "distributed_optimizer" not in ParallelPlan.model_fields
+
+
+def test_distributed_optimizer_with_explicit_zero_stage_0_is_refused() -> None:
+    with pytest.raises(
+        InvalidPlanError, match=r"distributed_optimizer=True conflicts with zero_stage=0"
+    ):
+        plan_from_mapping({"distributed_optimizer": True, "zero_stage": 0})
+    with pytest.raises(ValueError, match=r"distributed_optimizer=True.*zero_stage=0"):
+        ParallelPlan(distributed_optimizer=True, zero_stage=0)  # type: ignore[call-arg]
+    with pytest.raises(InvalidPlanError, match=r"distributed_optimizer='sometimes'"):
+        plan_from_mapping({"distributed_optimizer": "sometimes"})
+    # False says nothing: it leaves any ZeRO stage as it is.
+    assert plan_from_mapping({"distributed_optimizer": False, "zero_stage": 0}).zero_stage == 0
+
+
 def test_plans_checked_against_model() -> None:
     llama = model_preset("llama3-70b")
     check_plan(llama, ParallelPlan(tp=8, pp=8, dp=2))
@@ -156,3 +196,9 @@ def test_layout_matches_megatron_order() -> None:
     assert sorted(int(k) for k in comm) == list(range(1, len(comm) + 1))
     with pytest.raises(InvalidPlanError, match=r"rank=16 is outside \[0, 15\]"):
         layout.coord(16)
+
+
+@pytest.mark.parametrize("name", ["tp", "pp", "cp"])
+def test_for_gpus_refuses_a_zero_size_by_name(name: str) -> None:
+    with pytest.raises(InvalidPlanError, match=rf"{name}=0 must be an integer >= 1"):
+        ParallelPlan.for_gpus(64, **{name: 0})

@@ -48,11 +48,14 @@ def test_uneven_stages_let_llama3_405b_use_16_stages() -> None:
     model = model_preset("llama3-405b")
     space = SearchSpace(tp=[8], pp=[16], micro_batch_size=[1], zero_stage=[1], recompute=["full"])
     plans, invalid = enumerate_plans(model, 16384, space)
-    assert invalid == 0 and len(plans) == 1
+    assert invalid == {} and len(plans) == 1
     plan = plans[0][0]
     assert (plan.first_stage_layers, plan.last_stage_layers, plan.dp) == (7, 7, 128)
     even_only = space.model_copy(update={"uneven_stages": False})
-    assert enumerate_plans(model, 16384, even_only) == ([], 1)
+    assert enumerate_plans(model, 16384, even_only) == (
+        [],
+        {"num_layers is not divisible by pp*vpp": 1},
+    )
 
 
 def test_sequence_parallel_without_tp_is_tried_once(tiny: ModelSpec) -> None:
