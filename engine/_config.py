@@ -28,5 +28,8 @@ def load_model_file(path: str | Path, model: type[M], error: type[ValueError], w
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"])
+        message = str(err["msg"]).removeprefix("Value error, ")
+        if not field:  # a check of the whole mapping: its message names the field itself
+            raise error(f"{source}: {message}") from None
         got = json.dumps(err.get("input"), default=str)
-        raise error(f"{source}: {field}: {err['msg']} (got {got})") from None
+        raise error(f"{source}: {field}: {message} (got {got})") from None

@@ -6,6 +6,7 @@ import gc
 from dataclasses import replace
 from functools import cache
 
+from trainsim import chakra_et
 from trainsim.collectives import CollectiveError, collective_time_us, compressed_sync_time_us
 from trainsim.engine._errors import WorkloadError
 from trainsim.engine._program import Program, compile_program, stretch_beside
@@ -19,6 +20,22 @@ __all__ = ["simulate"]
 #: Group kinds whose collectives synchronize gradients (what compression applies to).
 _GRADIENT_KINDS = frozenset(("dp", "dp_cp", "edp"))
 _COMPRESSIBLE = frozenset(("all_reduce", "reduce_scatter"))
+
+
+#: Precisions a roofline-costed node may compute in.
+_DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8")
+
+
+def workload_dtype(graph: chakra_et.ETGraph, name: str) -> str:
+    """The compute precision an ET states in its metadata (``bf16`` when it states none)."""
+    value = chakra_et.get_attr(graph.metadata, "dtype")
+    if value is None:
+        return "bf16"
+    if value not in _DTYPES:
+        raise WorkloadError(
+            f"{name}: metadata dtype={value!r} is not one of {', '.join(_DTYPES)}"
+        )
+    return str(value)
 
 
 def _comm_kinds(program: Program, workload: Workload) -> list[str]:
@@ -104,7 +121,7 @@ def _simulate(
             rank,
             graph,
             device,
-            dtype=system.dtype,
+            dtype=workload_dtype(graph, workload.name),
             duration_scale=system.duration_scale,
             min_op_ns=sched.min_op_ns,
             memory_bandwidth_gbps=system.host_memory_bandwidth_gbps,

@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from trainsim import topology
 from trainsim.collectives import CompressionSpec, SystemConfig, read_astra_system
@@ -60,10 +60,12 @@ class System(BaseModel):
     ``*-implementation``; ``cost_model`` is ``analytical`` (alpha-beta), ``congestion``
     (link-level), ``nccl`` (bus-bandwidth model of real NCCL) or ``hybrid`` (NCCL's costs for
     groups that cross nodes, alpha-beta inside a node). ``duration_scale`` rescales
-    measured ``duration_micros`` (e.g. to a faster device); ``dtype`` is the compute precision
-    of roofline-costed nodes that do not state one. ``compression`` (AdaComp or ScaleCom)
-    replaces the data-parallel gradient all-reduces and reduce-scatters (group kinds ``dp``,
-    ``dp_cp``, ``edp``) by their compressed communication pattern and compute overhead.
+    measured ``duration_micros`` (e.g. to a faster device). The compute precision is not
+    the system's: it is the workload's (``dtype`` in an ET's metadata, the plan's for a
+    generated one), so that a plan and a system cannot disagree. ``compression`` (AdaComp or
+    ScaleCom) replaces the data-parallel gradient all-reduces and reduce-scatters (group
+    kinds ``dp``, ``dp_cp``, ``edp``) by their compressed communication pattern and compute
+    overhead.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
@@ -77,7 +79,6 @@ class System(BaseModel):
     algorithms: dict[str, str | list[str]] = Field(default_factory=dict)
     collective: SystemConfig = Field(default_factory=SystemConfig)
     scheduling: Scheduling = Field(default_factory=Scheduling)
-    dtype: Literal["fp32", "tf32", "bf16", "fp16", "fp8"] = "bf16"
     duration_scale: float = Field(1.0, gt=0.0)
     host_memory_bandwidth_gbps: float = Field(
         50.0, gt=0.0, description="remote/host memory nodes (MEM_LOAD/MEM_STORE)"
@@ -86,6 +87,17 @@ class System(BaseModel):
         None, description="gradient compression of data-parallel gradient collectives"
     )
     _topology: topology.Topology | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_dtype(cls, data: Any) -> Any:
+        # The precision used to live here too; two copies made a plan's fp8 a no-op.
+        if isinstance(data, dict) and "dtype" in data:
+            raise ValueError(
+                f"dtype={data['dtype']!r}: a System has no precision; it is the workload's "
+                "(ParallelPlan.dtype for a generated one, the ET metadata's 'dtype' otherwise)"
+            )
+        return data
 
     @classmethod
     def with_topology(cls, topo: topology.Topology, **fields: Any) -> System:

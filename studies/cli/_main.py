@@ -167,6 +167,19 @@ def _run(argv: Sequence[str]) -> int:
     return func(args)
 
 
+def _first_line(exc: BaseException) -> str:
+    """The one line an error is reported with; pydantic's first line only counts errors."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError) and exc.errors():
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        text = str(err["msg"]).removeprefix("Value error, ")
+        return f"{exc.title}: {where + ': ' if where else ''}{text}"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _silence_stdout() -> None:
     """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
     try:
@@ -193,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("trainsim: interrupted", file=sys.stderr)
         return 130
     except (ValueError, OSError) as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = _first_line(exc)
         print(f"trainsim: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:
