@@ -13,7 +13,23 @@ from trainsim import models
 from trainsim.studies.cli._args import positive_int
 from trainsim.studies.cli._main import CLIError
 
-__all__ = ["add_workload_flags", "register", "workload_from_args"]
+__all__ = [
+    "MODEL_OVERRIDES",
+    "add_workload_flags",
+    "model_from_args",
+    "register",
+    "workload_from_args",
+]
+
+#: Model flags that override the preset's values: flag -> ModelSpec field.
+MODEL_OVERRIDES = {
+    "layers": "num_layers",
+    "hidden": "hidden_size",
+    "heads": "num_heads",
+    "kv_heads": "num_kv_heads",
+    "ffn": "ffn_hidden_size",
+    "vocab": "vocab_size",
+}
 
 
 def add_workload_flags(parser: argparse.ArgumentParser) -> None:
@@ -21,6 +37,19 @@ def add_workload_flags(parser: argparse.ArgumentParser) -> None:
     # Not argparse-required, so that a --config file can supply it.
     parser.add_argument(
         "--model", help="preset name (e.g. llama3-70b), YAML file, or config.json (required)"
+    )
+    for flag, field in MODEL_OVERRIDES.items():
+        parser.add_argument(
+            f"--{flag.replace('_', '-')}", type=positive_int, help=f"override the model's {field}"
+        )
+    parser.add_argument(
+        "--gated-mlp", action=argparse.BooleanOptionalAction, default=None, help="SwiGLU MLP"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("bf16", "fp16", "fp8"),
+        default="bf16",
+        help="compute precision of the plan (default bf16)",
     )
     parser.add_argument("--gpus", type=positive_int, help="GPU count; dp = gpus / (tp*pp*cp)")
     parser.add_argument("--dp", type=positive_int, help="data-parallel size (instead of --gpus)")
@@ -81,13 +110,32 @@ def add_workload_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def workload_from_args(args: argparse.Namespace) -> tuple[models.ModelSpec, models.ParallelPlan]:
-    """Build and check the ModelSpec and ParallelPlan the flags describe."""
+def model_from_args(args: argparse.Namespace) -> models.ModelSpec:
+    """The model ``--model`` names, with the shape overrides and ``--seq`` applied."""
     if not args.model:
         raise CLIError(f"trainsim {args.command}: --model is required")
     model = models.load_model(args.model)
+    overrides: dict[str, Any] = {
+        field: getattr(args, flag)
+        for flag, field in MODEL_OVERRIDES.items()
+        if getattr(args, flag, None) is not None
+    }
     if args.seq is not None:
-        model = models.model_from_mapping({**model.model_dump(), "seq_len": args.seq})
+        overrides["seq_len"] = args.seq
+    if args.gated_mlp is not None:
+        overrides["gated_mlp"] = args.gated_mlp
+    if overrides:
+        model = models.model_from_mapping({**model.model_dump(), **overrides})
+    return model
+
+
+def workload_from_args(args: argparse.Namespace) -> tuple[models.ModelSpec, models.ParallelPlan]:
+    """Build the ModelSpec and ParallelPlan the flags describe, and check the plan.
+
+    The shape overrides apply before the plan is checked: ``--model gpt3-175b --layers 105
+    --pp 35`` is checked against 105 layers, not the preset's 96.
+    """
+    model = model_from_args(args)
     fields: dict[str, Any] = {
         "tp": args.tp,
         "pp": args.pp,
@@ -106,6 +154,7 @@ def workload_from_args(args: argparse.Namespace) -> tuple[models.ModelSpec, mode
         "overlap_grad_reduce": not args.no_overlap_grad_reduce,
         "overlap_tp_comm": args.tp_comm_overlap,
         "pipeline_scatter_gather": not args.no_pipeline_scatter_gather,
+        "dtype": args.precision,
     }
     # --zero left out is the default stage, so --distributed-optimizer alone means stage 1
     # while an explicit --zero 0 with it is refused as a contradiction.

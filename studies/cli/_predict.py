@@ -13,31 +13,14 @@ from trainsim.studies.cli._generate import add_workload_flags, workload_from_arg
 
 __all__ = ["add_system_flags", "compression_from_args", "register", "system_and_workload"]
 
-#: Model flags that override the preset's values: flag -> ModelSpec field.
-_MODEL_OVERRIDES = {
-    "layers": "num_layers",
-    "hidden": "hidden_size",
-    "heads": "num_heads",
-    "kv_heads": "num_kv_heads",
-    "ffn": "ffn_hidden_size",
-    "vocab": "vocab_size",
-}
-
-
 def add_system_flags(parser: argparse.ArgumentParser) -> None:
     """Add the model-override, device and cluster flags shared by predict-like commands."""
     add_workload_flags(parser)
-    for flag in _MODEL_OVERRIDES:
-        parser.add_argument(f"--{flag.replace('_', '-')}", type=int, help=f"override {flag}")
-    parser.add_argument(
-        "--gated-mlp", action=argparse.BooleanOptionalAction, default=None, help="SwiGLU MLP"
-    )
     parser.add_argument(
         "--device",
         default="h100-sxm",
         help="device preset or device file, e.g. from measure-device (default h100-sxm)",
     )
-    parser.add_argument("--precision", choices=("bf16", "fp16", "fp8"), default="bf16")
     parser.add_argument(
         "--cluster", choices=sorted(CLUSTER_PRESETS), help="cluster preset (default: the device's)"
     )
@@ -74,18 +57,6 @@ def system_and_workload(
 ) -> tuple[models.ModelSpec, models.ParallelPlan, System]:
     """Build the model (with overrides), the plan and the system the flags describe."""
     model, plan = workload_from_args(args)
-    overrides: dict[str, Any] = {
-        field: getattr(args, flag)
-        for flag, field in _MODEL_OVERRIDES.items()
-        if getattr(args, flag, None) is not None
-    }
-    if args.gated_mlp is not None:
-        overrides["gated_mlp"] = args.gated_mlp
-    if overrides:
-        model = models.model_from_mapping({**model.model_dump(), **overrides})
-    if args.precision != plan.dtype:
-        plan = models.plan_from_mapping({**plan.model_dump(), "dtype": args.precision})
-    models.check_plan(model, plan)
     extra: dict[str, Any] = {"cost_model": args.cost_model}
     compression = compression_from_args(args)
     if compression is not None:

@@ -7,16 +7,15 @@ import json
 import sys
 from typing import Any
 
-from trainsim import models
 from trainsim.studies._executors import EXECUTORS
 from trainsim.studies._sweep import sweep
 from trainsim.studies._sweep_eval import OBJECTIVES
 from trainsim.studies._sweep_space import SearchSpace, load_space
-from trainsim.studies.cli._generate import workload_from_args
+from trainsim.studies.cli._generate import model_from_args, workload_from_args
 from trainsim.studies.cli._main import CLIError
-from trainsim.studies.cli._predict import _MODEL_OVERRIDES, add_system_flags, compression_from_args
+from trainsim.studies.cli._predict import add_system_flags, compression_from_args
 
-__all__ = ["model_from_args", "register"]
+__all__ = ["register"]
 
 
 def register(sub: Any) -> None:
@@ -54,25 +53,6 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=_run)
 
 
-def model_from_args(args: argparse.Namespace) -> models.ModelSpec:
-    """The model ``--model`` names, with the shape overrides and ``--seq`` applied."""
-    if not args.model:
-        raise CLIError(f"trainsim {args.command}: --model is required")
-    model = models.load_model(args.model)
-    overrides: dict[str, Any] = {
-        field: getattr(args, flag)
-        for flag, field in _MODEL_OVERRIDES.items()
-        if getattr(args, flag, None) is not None
-    }
-    if args.seq is not None:
-        overrides["seq_len"] = args.seq
-    if args.gated_mlp is not None:
-        overrides["gated_mlp"] = args.gated_mlp
-    if overrides:
-        model = models.model_from_mapping({**model.model_dump(), **overrides})
-    return model
-
-
 def _space(args: argparse.Namespace) -> SearchSpace:
     space = load_space(args.space) if args.space else SearchSpace()
     given = space.model_fields_set
@@ -95,10 +75,6 @@ def _run(args: argparse.Namespace) -> int:
     baseline = None
     if args.baseline:
         _, baseline = workload_from_args(args)
-        if args.precision != baseline.dtype:
-            baseline = models.plan_from_mapping({**baseline.model_dump(), "dtype": args.precision})
-        if args.seq is not None or any(getattr(args, f) is not None for f in _MODEL_OVERRIDES):
-            models.check_plan(model, baseline)
     constraints = {
         "max_memory_gib": args.max_memory_gib,
         "max_step_time_s": args.max_step_time_s,

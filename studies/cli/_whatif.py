@@ -16,7 +16,6 @@ from trainsim.studies._whatif import (
 from trainsim.studies.cli._generate import workload_from_args
 from trainsim.studies.cli._main import CLIError
 from trainsim.studies.cli._predict import add_system_flags
-from trainsim.studies.cli._sweep import model_from_args
 
 __all__ = ["register"]
 
@@ -76,12 +75,7 @@ def _model_and_plan(args: argparse.Namespace) -> tuple[models.ModelSpec, models.
         raise CLIError(f"trainsim whatif {args.whatif}: --network is not supported; use --cluster")
     if args.compression or args.compression_ratio is not None:
         raise CLIError("--compression: use 'trainsim whatif compression --methods ...'")
-    model = model_from_args(args)
-    _, plan = workload_from_args(args)
-    if args.precision != plan.dtype:
-        plan = models.plan_from_mapping({**plan.model_dump(), "dtype": args.precision})
-    models.check_plan(model, plan)
-    return model, plan
+    return workload_from_args(args)
 
 
 def _print(result: WhatIfResult, as_json: bool) -> int:
