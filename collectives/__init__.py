@@ -37,7 +37,12 @@ from ._errors import (
 from ._evaluate import Evaluation, evaluate, routes_for
 from ._local import LocalSchedule
 from ._nccl import NcclModel
-from ._nccl_params import NcclParams, NcclProtocol
+from ._nccl_params import (
+    NCCL_REFERENCE_NET_HOP_US,
+    NCCL_REFERENCE_NVLINK_HOP_US,
+    NcclParams,
+    NcclProtocol,
+)
 from ._ops import CollectiveOp
 from ._schedule import Phase, Schedule, verify_delivery
 from ._system import SystemConfig, read_astra_system
@@ -48,6 +53,8 @@ from ._tacos_schedule import TacosResult, synthesize_tacos, tacos_lower_bound_us
 __all__ = [
     "ALGORITHMS",
     "MODELS",
+    "NCCL_REFERENCE_NET_HOP_US",
+    "NCCL_REFERENCE_NVLINK_HOP_US",
     "AdaComp",
     "AdaCompResult",
     "AlgorithmError",

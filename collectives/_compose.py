@@ -54,8 +54,9 @@ def plan_phases(
 
     All-reduce reduce-scatters along the lower dimensions, all-reduces along the highest and
     all-gathers back (ASTRA-sim's order); all-gather goes from the highest dimension down;
-    reduce-scatter and all-to-all go up. ``algorithm`` is one name for every phase or one per
-    spanned dimension.
+    reduce-scatter and all-to-all go up. ``algorithm`` is one name for every phase, one per
+    spanned dimension, or one per dimension of the network (a group takes the entries of the
+    dimensions it spans, as ASTRA-sim does).
     """
     group = tuple(ranks) if isinstance(ranks, range) else tuple(map(int, ranks))
     if len(group) == 0:
@@ -90,6 +91,12 @@ def plan_phases(
                 coords = placement.local_coords.astype(np.int64)
     if len(names) == 1:
         names = names * len(dims)
+    elif topology is not None and len(names) == len(topology.dims) != len(dims):
+        # One entry per network dimension, as ASTRA-sim's *-implementation lists are: a group
+        # that spans some of them takes each spanned dimension's own entry.
+        spanned = dims if dims != (-1,) else (placement.dims if placement is not None else ())
+        if len(spanned) == len(dims):
+            names = [names[d] for d in spanned]
     if len(names) != len(dims):
         raise AlgorithmError(
             f"{len(names)} algorithms given for a group spanning {len(dims)} dimension(s) "

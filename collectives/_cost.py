@@ -18,6 +18,7 @@ from ._evaluate import evaluate, routes_for
 from ._local import FloatArray, IntArray, LocalSchedule
 from ._ops import CollectiveOp
 from ._schedule import Schedule
+from ._streams import run_streams
 from ._system import SystemConfig
 
 __all__ = [
@@ -104,10 +105,18 @@ def _empty(request: CollectiveRequest, name: str, algorithm: str) -> CollectiveC
     return CollectiveCost(request.op, request.size_bytes, len(request.ranks), algorithm, name, 0.0)
 
 
+def _streams(request: CollectiveRequest) -> tuple[int, float]:
+    """Number of streams (dataset splits) and the per-rank bytes of each."""
+    return request.system.streams(
+        request.size_bytes,
+        request.topology.num_npus,
+        gather=request.op is CollectiveOp.ALL_GATHER,
+    )
+
+
 def _split_schedules(request: CollectiveRequest) -> list[Schedule]:
     system = request.system
-    splits = system.dataset_splits
-    chunk = request.size_bytes / splits
+    splits, chunk = _streams(request)
     variants = 2 if _uses_variants(request.algorithm) and system.astra_compatible else 1
     built = [
         build_schedule(
@@ -153,7 +162,8 @@ class AnalyticalModel(CostModel):
         name = "+".join(dict.fromkeys(p.algorithm for p in plan.phases))
         fast = _fast_phase_times(plan, request)
         if fast is not None:
-            total = _pipeline(fast, request.system)
+            splits, _ = _streams(request)
+            total = _pipeline(fast, [p.dim for p in plan.phases], splits, request.system)
             return CollectiveCost(
                 request.op,
                 request.size_bytes,
@@ -268,7 +278,7 @@ def _fast_phase_times(plan: Plan, request: CollectiveRequest) -> list[float] | N
     system = request.system
     if not topology.dims or plan.phases[0].dim < 0:
         return None
-    chunk = request.size_bytes / system.dataset_splits
+    _, chunk = _streams(request)
     buffers = _phase_buffers(plan, chunk)
     endpoint = system.endpoint_delay_ns
     out = []
@@ -300,15 +310,18 @@ def _hops(kind: str, n: int, distance: IntArray) -> FloatArray:
     return np.where(distance != 0, 1.0, 0.0)
 
 
-def _pipeline(phase_times: Sequence[float], system: SystemConfig) -> float:
-    """Finish time of all splits flowing through the phases (one active chunk per phase)."""
-    splits = system.dataset_splits
-    active = system.active_chunks_per_dimension
-    num = len(phase_times)
-    done = [[0.0] * num for _ in range(splits)]
-    for s in range(splits):
-        for p, t in enumerate(phase_times):
-            before = done[s][p - 1] if p else 0.0
-            earlier = done[s - active][p] if s >= active else 0.0
-            done[s][p] = max(before, earlier) + t
-    return done[-1][-1] if num else 0.0
+def _pipeline(
+    phase_times: Sequence[float], phase_dims: Sequence[int], splits: int, system: SystemConfig
+) -> float:
+    """Finish time of all splits flowing through the phases, queued per dimension."""
+    done = run_streams(
+        splits,
+        phase_dims,
+        system.active_chunks_per_dimension,
+        system.scheduling_policy,
+        lambda _s, p, start: start + phase_times[p],
+        0.0,
+        max,
+        float,
+    )
+    return max((row[-1] for row in done), default=0.0) if phase_times else 0.0

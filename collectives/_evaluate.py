@@ -1,12 +1,12 @@
 """Execution of schedules in time: the dependency-graph walk both link-level models share.
 
 Transfers are processed step by step with numpy. A rank starts phase ``p`` of split ``s`` once
-it finished phase ``p-1`` of split ``s`` and phase ``p`` of split ``s - active`` (ASTRA-sim's
-per-dimension chunk pipeline). A transfer leaves when its sender has started the phase and
-its dependencies have landed; on arrival the receiver spends the endpoint delay plus the
-reduction time. The congestion-unaware wire time is ``sum(latency) + bytes / min(bandwidth)``
-over the route; the congestion-aware one stores and forwards hop by hop, each link carrying one
-message at a time in step order.
+it finished phase ``p-1`` of split ``s`` and the split before it in that dimension's queue
+left (ASTRA-sim's stream scheduler, ``_streams``). A transfer leaves when its sender has
+started the phase and its dependencies have landed; on arrival the receiver spends the
+endpoint delay plus the reduction time. The congestion-unaware wire time is
+``sum(latency) + bytes / min(bandwidth)`` over the route; the congestion-aware one stores and
+forwards hop by hop, each link carrying one message at a time in step order.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from trainsim.topology import Topology
 
 from ._local import FloatArray, IntArray
 from ._schedule import Schedule
+from ._streams import run_streams
 from ._system import SystemConfig
 
 __all__ = ["Evaluation", "Routes", "evaluate", "routes_for"]
@@ -121,54 +122,76 @@ def evaluate(
     ``(link ids, start times, end times)`` arrays, one entry per step and hop.
     """
     endpoint = system.endpoint_delay_ns
-    active = system.active_chunks_per_dimension
     num_links = routes[0].link_bw.size if routes else 0
     link_free = np.zeros(num_links)
     link_busy = np.zeros(num_links)
-    done: dict[tuple[int, int], FloatArray] = {}
     finish = np.zeros(num_nodes)
     zeros = np.zeros(num_nodes)
-    for split, (sched, route) in enumerate(zip(schedules, routes, strict=True)):
-        completion = np.zeros(sched.num_transfers + 1)
-        phase_bounds = np.searchsorted(sched.phase, np.arange(len(sched.phases) + 1))
-        step_bounds = np.searchsorted(sched.step, np.arange(sched.num_steps + 1))
-        reduce_ns = np.asarray([system.reduce_time_ns(1.0)]) * sched.compute_bytes
-        for ph in range(len(sched.phases)):
-            start = np.maximum(
-                done.get((split, ph - 1), zeros), done.get((split - active, ph), zeros)
-            )
-            node_done = start.copy()
-            lo, hi = int(phase_bounds[ph]), int(phase_bounds[ph + 1])
-            if lo == hi:
-                done[(split, ph)] = node_done
+    completions = [np.zeros(s.num_transfers + 1) for s in schedules]
+    bounds = [
+        (
+            np.searchsorted(s.phase, np.arange(len(s.phases) + 1)),
+            np.searchsorted(s.step, np.arange(s.num_steps + 1)),
+            np.asarray([system.reduce_time_ns(1.0)]) * s.compute_bytes,
+        )
+        for s in schedules
+    ]
+
+    def run_phase(split: int, ph: int, start: FloatArray) -> FloatArray:
+        sched, route, completion = schedules[split], routes[split], completions[split]
+        phase_bounds, step_bounds, reduce_ns = bounds[split]
+        node_done: FloatArray = start.copy()
+        lo, hi = int(phase_bounds[ph]), int(phase_bounds[ph + 1])
+        if lo == hi:
+            return node_done
+        first_step, last_step = int(sched.step[lo]), int(sched.step[hi - 1])
+        for st in range(first_step, last_step + 1):
+            a, b = int(step_bounds[st]), int(step_bounds[st + 1])
+            if a == b:
                 continue
-            first_step, last_step = int(sched.step[lo]), int(sched.step[hi - 1])
-            for st in range(first_step, last_step + 1):
-                a, b = int(step_bounds[st]), int(step_bounds[st + 1])
-                if a == b:
-                    continue
-                src = sched.src[a:b]
-                dst = sched.dst[a:b]
-                ready = start[src] + endpoint
-                deps = sched.deps[a:b]
-                if deps.size:
-                    ready = np.maximum(ready, completion[deps].max(axis=1))
-                size = sched.transfer_bytes[a:b]
-                if congestion:
-                    arrival = _store_and_forward(
-                        ready, size, route, a, b, link_free, link_busy, record
-                    )
-                else:
-                    arrival = (
-                        ready + route.latency_sum_ns[a:b] + size / route.min_bw_bytes_per_ns[a:b]
-                    )
-                landed = np.maximum(arrival, start[dst]) + endpoint + reduce_ns[a:b]
-                completion[a:b] = landed
-                np.maximum.at(node_done, dst, landed)
-                np.maximum.at(node_done, src, ready)
-            done[(split, ph)] = node_done
-            np.maximum(finish, node_done, out=finish)
+            src = sched.src[a:b]
+            dst = sched.dst[a:b]
+            ready = start[src] + endpoint
+            deps = sched.deps[a:b]
+            if deps.size:
+                ready = np.maximum(ready, completion[deps].max(axis=1))
+            size = sched.transfer_bytes[a:b]
+            if congestion:
+                arrival = _store_and_forward(ready, size, route, a, b, link_free, link_busy, record)
+            else:
+                arrival = ready + route.latency_sum_ns[a:b] + size / route.min_bw_bytes_per_ns[a:b]
+            landed = np.maximum(arrival, start[dst]) + endpoint + reduce_ns[a:b]
+            completion[a:b] = landed
+            np.maximum.at(node_done, dst, landed)
+            np.maximum.at(node_done, src, ready)
+        np.maximum(finish, node_done, out=finish)
+        return node_done
+
+    if schedules:
+        # Every split has the same phases (variants differ only in their trees): one queue
+        # per network dimension, as ASTRA-sim's scheduler has.
+        run_streams(
+            len(schedules),
+            [ph.dim for ph in schedules[0].phases],
+            system.active_chunks_per_dimension,
+            system.scheduling_policy,
+            run_phase,
+            zeros,
+            _later,
+            _latest,
+        )
     return Evaluation(float(finish.max()) if finish.size else 0.0, finish, link_busy)
+
+
+def _later(a: FloatArray, b: FloatArray) -> FloatArray:
+    """Per node, the later of two times."""
+    out: FloatArray = np.maximum(a, b)
+    return out
+
+
+def _latest(t: FloatArray) -> float:
+    """The time the last node gets there (what the queue decisions are ordered by)."""
+    return float(t.max()) if t.size else 0.0
 
 
 def _store_and_forward(

@@ -8,10 +8,14 @@ its bandwidth:
 * latency: a start-up plus one hop latency per ring step, ``2(n-1)`` steps for all-reduce and
   ``n-1`` for all-gather and reduce-scatter, of which the steps between nodes (``2(N-1)`` or
   ``N-1`` for a group over ``N`` nodes) pay the network's hop latency and the rest the node's;
+  NCCL's per-step figures hold for the hop latencies of its reference fabric
+  (``NcclParams.reference_*_hop_us``); a step moves by the topology's own hop latency minus
+  that, node steps by dimension 0's, network steps by the slowest spanned outer dimension's;
 * bandwidth: hierarchical, as NCCL's multi-node algorithms run: the collective moves
   ``2(n_d-1)/n_d`` (all-reduce) or ``(n_d-1)/n_d`` of what is left of the buffer in dimension
   ``d``, in parallel with the other dimensions, so the slowest dimension bounds the algorithm
-  bandwidth; a dimension reaches its efficiency (``NcclParams``) of its link bandwidth. A
+  bandwidth; a dimension reaches its efficiency (``NcclParams``) of the bandwidth a rank has
+  into it: one link on a switch or ring, all ``n - 1`` links of a fully connected node. A
   send/recv, broadcast or reduce moves its whole buffer over every dimension it crosses.
 
 The figures come from ``NcclParams``: ``request.system.nccl`` when the system states them (a
@@ -20,7 +24,7 @@ cluster whose network differs from InfiniBand), NCCL's defaults otherwise.
 
 from __future__ import annotations
 
-from trainsim.topology import Placement, Topology, place_group
+from trainsim.topology import Dimension, DimKind, Placement, Topology, place_group
 
 from ._cost import CollectiveCost, CollectiveRequest, CostModel
 from ._errors import AlgorithmError
@@ -45,6 +49,19 @@ def _ring_steps(op: CollectiveOp, n: int) -> int:
 _WHOLE_BUFFER = frozenset((CollectiveOp.SEND_RECV, CollectiveOp.BROADCAST, CollectiveOp.REDUCE))
 
 
+def _dimension_bandwidth_gbps(dim: Dimension) -> float:
+    """Bandwidth one rank drives into a dimension, as NCCL/RCCL's channels use it.
+
+    A switch or ring gives a rank its one port; a fully connected dimension (AMD's Infinity
+    Fabric mesh) has a link to each of the other ``npus - 1`` ranks, and RCCL runs one ring
+    channel per link pairing (``NCCL_MIN_NCHANNELS`` grows to cover the xGMI links), so the
+    collective moves over all of them at once.
+    """
+    if dim.kind is DimKind.FULLY_CONNECTED:
+        return dim.bandwidth_gbps * max(dim.npus - 1, 1)
+    return dim.bandwidth_gbps
+
+
 def _peak_algbw(
     op: CollectiveOp, n: int, placement: Placement, topology: Topology, params: NcclParams
 ) -> float:
@@ -64,9 +81,24 @@ def _peak_algbw(
         else:
             moved = (size - 1) / size * remaining
         efficiency = params.scale_up_efficiency if index == 0 else params.scale_out_efficiency
-        best = min(best, efficiency * dim.bandwidth_gbps / moved)
+        best = min(best, efficiency * _dimension_bandwidth_gbps(dim) / moved)
         remaining /= size
     return best
+
+
+def _hop_shifts_us(
+    placement: Placement, topology: Topology, params: NcclParams
+) -> tuple[float, float]:
+    """How much longer a node step and a network step take here than on NCCL's fabric."""
+    dims = topology.dims
+    if not dims:
+        # A graph without dimensions (fat-tree, custom): no per-dimension latency to read.
+        return 0.0, 0.0
+    up = dims[0].latency_us - params.reference_scale_up_hop_us
+    outer = [dims[d].latency_us for d in placement.dims if d > 0]
+    if not outer:
+        outer = [d.latency_us for d in dims[1:]] or [params.reference_scale_out_hop_us]
+    return up, max(outer) - params.reference_scale_out_hop_us
 
 
 class NcclModel(CostModel):
@@ -107,13 +139,14 @@ class NcclModel(CostModel):
         intra = max(steps - inter, 0)
         peak = _peak_algbw(request.op, n, placement, topology, params)
         volume = request.op.algbw_bytes(request.size_bytes, n)
+        up_shift_us, out_shift_us = _hop_shifts_us(placement, topology, params)
         best_ns = float("inf")
         best_name = ""
         for proto in params.protocols:
             latency_us = (
                 proto.base_latency_us
-                + intra * proto.scale_up_hop_us
-                + inter * proto.scale_out_hop_us
+                + intra * max(proto.scale_up_hop_us + up_shift_us, 0.0)
+                + inter * max(proto.scale_out_hop_us + out_shift_us, 0.0)
             )
             t = latency_us * 1000.0 + volume / (proto.bandwidth_factor * peak)
             if t < best_ns:

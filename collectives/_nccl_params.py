@@ -17,7 +17,19 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["NcclParams", "NcclProtocol"]
+__all__ = [
+    "NCCL_REFERENCE_NET_HOP_US",
+    "NCCL_REFERENCE_NVLINK_HOP_US",
+    "NcclParams",
+    "NcclProtocol",
+]
+
+#: The wire latency of one hop on the fabric the protocol figures describe: an NVLink/NVSwitch
+#: hop and an InfiniBand hop (switch and NIC traversal), the latencies the built-in clusters
+#: state. NCCL's per-step figures include this much wire time; a topology whose hops take
+#: longer or shorter moves every step by the difference.
+NCCL_REFERENCE_NVLINK_HOP_US = 0.5
+NCCL_REFERENCE_NET_HOP_US = 2.0
 
 
 class NcclProtocol(BaseModel):
@@ -64,7 +76,9 @@ class NcclParams(BaseModel):
     Dimension 0 of a multi-dimensional topology is the node (scale-up, e.g. NVLink/NVSwitch);
     every outer dimension is the scale-out network. ``scale_up_efficiency`` and
     ``scale_out_efficiency`` are the fractions of a dimension's link bandwidth NCCL's Simple
-    protocol reaches there.
+    protocol reaches there. The protocols' hop figures hold for hops of
+    ``reference_scale_up_hop_us`` and ``reference_scale_out_hop_us``; on a topology whose
+    dimensions state other hop latencies, each step moves by the difference.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -72,3 +86,9 @@ class NcclParams(BaseModel):
     protocols: tuple[NcclProtocol, ...] = NCCL_PROTOCOLS
     scale_up_efficiency: float = Field(0.78, gt=0.0, le=1.0)
     scale_out_efficiency: float = Field(0.92, gt=0.0, le=1.0)
+    reference_scale_up_hop_us: float = Field(
+        NCCL_REFERENCE_NVLINK_HOP_US, ge=0.0, description="wire latency in scale_up_hop_us"
+    )
+    reference_scale_out_hop_us: float = Field(
+        NCCL_REFERENCE_NET_HOP_US, ge=0.0, description="wire latency in scale_out_hop_us"
+    )

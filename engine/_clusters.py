@@ -21,7 +21,9 @@ GPUDirect-TCPXO NICs per node (25 GB/s per GPU).
 
 Latencies are stated assumptions, not measurements: 0.5 µs per NVLink/NVSwitch hop and 2 µs
 per scale-out hop (switch and NIC traversal). Collectives under the ``nccl`` cost model take
-NCCL's own protocol figures for NVLink and InfiniBand (``collectives.NcclParams``), except on
+NCCL's own protocol figures for NVLink and InfiniBand (``collectives.NcclParams``), which hold
+for these hop latencies (a preset with other latencies moves each ring step by the
+difference), except on
 A3-Mega, whose TCPXO network is far slower to start a collective than InfiniBand. Its figures
 were fitted once to the nccl-tests all-reduce log of ../shared/data (2 x 8 H100 A3-Mega, five
 sizes): Simple's network hop from the intercept of the two largest messages (933 µs for 16
@@ -36,7 +38,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from trainsim.collectives import NcclParams, NcclProtocol, SystemConfig
+from trainsim.collectives import (
+    NCCL_REFERENCE_NET_HOP_US,
+    NCCL_REFERENCE_NVLINK_HOP_US,
+    NcclParams,
+    NcclProtocol,
+    SystemConfig,
+)
 from trainsim.engine._errors import SystemConfigError
 from trainsim.engine._system import System
 from trainsim.models import DEVICE_PRESETS, DeviceSpec, load_device
@@ -63,8 +71,10 @@ class ClusterPreset:
     intra_kind: DimKind
     intra_bandwidth_gbps: float
     scale_out_bandwidth_gbps: float
-    intra_latency_us: float = 0.5
-    scale_out_latency_us: float = 2.0
+    # The hop latencies NCCL's protocol figures hold for: the nccl model adds what a
+    # what-if puts on top of them (or takes off) to every ring step.
+    intra_latency_us: float = NCCL_REFERENCE_NVLINK_HOP_US
+    scale_out_latency_us: float = NCCL_REFERENCE_NET_HOP_US
     nccl: NcclParams | None = None
 
     def topology(self, gpus: int) -> Topology:

@@ -13,7 +13,9 @@ from trainsim.topology import astra_network_dims, multi_dimensional
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 REFERENCE = json.loads((DATA / "reference" / "astra-sim-collectives.json").read_text())
-CASES = REFERENCE["cases"]
+# Ring x FullyConnected x Switch, 2x4x8 NPUs: all-reduce chunks share each dimension's queue.
+REFERENCE_3D = json.loads((DATA / "reference" / "astra-sim-collectives-3d.json").read_text())
+CASES = REFERENCE["cases"] + REFERENCE_3D["cases"]
 
 
 def _predict(case: dict[str, Any], model: str) -> float:
@@ -43,7 +45,7 @@ def _cases(backend: str) -> list[dict[str, Any]]:
 
 
 def test_reference_covers_both_backends() -> None:
-    assert len(_cases("analytical_congestion_unaware")) == 69
+    assert len(_cases("analytical_congestion_unaware")) == 69 + 12
     assert len(_cases("analytical_congestion_aware")) == 9
 
 

@@ -106,11 +106,17 @@ def test_no_link_carries_two_messages_at_once(
     assert np.all(start[1:][same] >= end[:-1][same] - 1e-6)
 
 
+#: ASTRA-sim cuts whole bytes: a size that does not divide into its 4 splits gets a fifth
+#: stream (9 bytes run as five 2-byte streams, slower than 132 bytes as four of 33), so the
+#: property holds over sizes its splits divide.
+_SPLIT_SIZES = st.integers(0, 1 << 22).map(lambda k: 4 * k)
+
+
 @SETTINGS
 @given(
     requests(),
-    st.integers(0, 1 << 24),
-    st.integers(0, 1 << 24),
+    _SPLIT_SIZES,
+    _SPLIT_SIZES,
     st.sampled_from(["analytical", "congestion"]),
 )
 def test_time_is_monotone_in_size(

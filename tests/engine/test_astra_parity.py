@@ -16,6 +16,7 @@ from trainsim.engine import DeadlockError, System, Workload, load_workload, simu
 
 WORKLOADS = SHARED_DATA / "reference" / "astra-sim-workloads"
 COLLECTIVES = SHARED_DATA / "reference" / "astra-sim-collectives.json"
+COLLECTIVES_3D = SHARED_DATA / "reference" / "astra-sim-collectives-3d.json"
 
 
 @pytest.mark.parametrize("case", ["dp_overlap_8", "pipeline_4"])
@@ -87,7 +88,9 @@ _OPS = {"all_reduce": 0, "all_gather": 2, "reduce_scatter": 7, "all_to_all": 6}
 
 
 def _collective_cases() -> list[dict[str, Any]]:
-    cases: list[dict[str, Any]] = json.loads(COLLECTIVES.read_text())["cases"]
+    cases: list[dict[str, Any]] = []
+    for path in (COLLECTIVES, COLLECTIVES_3D):
+        cases += json.loads(path.read_text())["cases"]
     return cases
 
 
