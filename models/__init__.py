@@ -67,7 +67,9 @@ from trainsim.models._plan import (
     ParallelPlan,
     Recompute,
     check_plan,
+    describe_layout,
     plan_from_mapping,
+    stage_layer_counts,
     stage_layer_ranges,
 )
 from trainsim.models._presets import MODEL_PRESETS, model_preset
@@ -117,6 +119,7 @@ __all__ = [
     "UnknownPresetError",
     "check_memory",
     "check_plan",
+    "describe_layout",
     "device_preset",
     "embedding_cost",
     "encode_roofline",
@@ -140,6 +143,7 @@ __all__ = [
     "pipeline_schedule",
     "plan_from_mapping",
     "roofline_time_us",
+    "stage_layer_counts",
     "stage_layer_ranges",
     "stage_layers",
     "step_flops",

@@ -24,7 +24,9 @@ __all__ = [
     "ParallelPlan",
     "Recompute",
     "check_plan",
+    "describe_layout",
     "plan_from_mapping",
+    "stage_layer_counts",
     "stage_layer_ranges",
 ]
 
@@ -244,30 +246,25 @@ def check_plan(model: ModelSpec, plan: ParallelPlan) -> None:
         raise InvalidPlanError(f"num_experts={model.num_experts} is not divisible by ep={plan.ep}")
 
 
-def stage_layer_ranges(model: ModelSpec, plan: ParallelPlan) -> tuple[tuple[range, ...], ...]:
-    """Layer indices of every model chunk, by stage: ``result[stage][virtual_chunk]``.
+def stage_layer_counts(model: ModelSpec, plan: ParallelPlan) -> tuple[int, ...]:
+    """Transformer layers of every pipeline stage (all its virtual chunks together).
 
-    Chunk ``v * pp + stage`` of the interleaved schedule lives on ``stage``. With
-    ``first_stage_layers``/``last_stage_layers`` (1F1B only) the other stages split the rest.
+    An even split when ``pp * vpp`` divides the layers; ``first_stage_layers`` /
+    ``last_stage_layers`` when given (the other stages split the rest evenly, Megatron-Core's
+    ``num_layers_in_first/last_pipeline_stage``); otherwise a balanced layout that counts the
+    embedding toward the first stage and the output layer with the loss toward the last, one
+    layer each, as Megatron's ``account_for_embedding_in_pipeline_split`` and
+    ``account_for_loss_in_pipeline_split`` do: Llama 3 405B's 126 layers on 16 stages become
+    7, 8 x 14, 7.
     """
-    pp, vpp, layers = plan.pp, plan.vpp, model.num_layers
-    uneven = plan.first_stage_layers is not None or plan.last_stage_layers is not None
-    if not uneven:
-        chunks = plan.num_model_chunks
-        if layers % chunks:
-            raise InvalidPlanError(
-                f"num_layers={layers} is not divisible by pp*vpp={pp}*{vpp}={chunks}"
-            )
-        per = layers // chunks
-        return tuple(
-            tuple(range((v * pp + s) * per, (v * pp + s + 1) * per) for v in range(vpp))
-            for s in range(pp)
-        )
-    if vpp > 1 or pp < 2:
-        raise InvalidPlanError(
-            f"first_stage_layers/last_stage_layers need pp >= 2 and vpp=1 (pp={pp}, vpp={vpp})"
-        )
+    pp, layers = plan.pp, model.num_layers
     first, last = plan.first_stage_layers, plan.last_stage_layers
+    if first is None and last is None:
+        if layers % pp == 0:
+            return (layers // pp,) * pp
+        return _balanced_counts(layers, pp)
+    if pp < 2:
+        raise InvalidPlanError(f"first_stage_layers/last_stage_layers need pp >= 2 (pp={pp})")
     middle = pp - (first is not None) - (last is not None)
     rest = layers - (first or 0) - (last or 0)
     if rest < 0 or (middle == 0 and rest) or (middle and (rest % middle or rest == 0)):
@@ -281,9 +278,72 @@ def stage_layer_ranges(model: ModelSpec, plan: ParallelPlan) -> tuple[tuple[rang
         counts[0] = first
     if last is not None:
         counts[-1] = last
-    out: list[tuple[range, ...]] = []
+    return tuple(counts)
+
+
+def _balanced_counts(layers: int, pp: int) -> tuple[int, ...]:
+    """Layers per stage when they do not divide: embedding and loss count one layer each."""
+    units = layers + 2
+    base, extra = divmod(units, pp)
+    counts = [base] * pp
+    # The extra units go to the middle stages first: the first and last also hold the
+    # embedding and the output layer, which cost more than the one layer counted for them
+    # when the vocabulary is large.
+    order = [*range(1, pp - 1), 0, pp - 1]
+    for stage in order[:extra]:
+        counts[stage] += 1
+    counts[0] -= 1
+    counts[-1] -= 1
+    if min(counts) < 1:
+        raise InvalidPlanError(
+            f"num_layers={layers} cannot give each of pp={pp} stages a layer once the "
+            "embedding and the loss are counted toward the first and last stage"
+        )
+    return tuple(counts)
+
+
+def stage_layer_ranges(model: ModelSpec, plan: ParallelPlan) -> tuple[tuple[range, ...], ...]:
+    """Layer indices of every model chunk, by stage: ``result[stage][virtual_chunk]``.
+
+    Stages hold ``stage_layer_counts`` layers; a stage's layers split over its ``vpp``
+    virtual chunks as evenly as possible (the larger chunks first; Megatron-Core requires an
+    exact split, which this reproduces when there is one). Layers are numbered in the
+    interleaved schedule's order, chunk ``v`` of every stage before chunk ``v + 1``.
+    """
+    pp, vpp = plan.pp, plan.vpp
+    counts = stage_layer_counts(model, plan)
+    sizes: list[list[int]] = []
+    for stage, count in enumerate(counts):
+        if count < vpp:
+            raise InvalidPlanError(
+                f"stage {stage} holds {count} layer(s), too few for vpp={vpp} virtual chunks"
+            )
+        base, extra = divmod(count, vpp)
+        sizes.append([base + (v < extra) for v in range(vpp)])
+    ranges: list[list[range]] = [[] for _ in range(pp)]
     start = 0
-    for count in counts:
-        out.append((range(start, start + count),))
-        start += count
-    return tuple(out)
+    for v in range(vpp):
+        for stage in range(pp):
+            ranges[stage].append(range(start, start + sizes[stage][v]))
+            start += sizes[stage][v]
+    return tuple(tuple(chunks) for chunks in ranges)
+
+
+def describe_layout(model: ModelSpec, plan: ParallelPlan) -> str:
+    """The pipeline layout in one line: layers per stage, runs of equal stages folded."""
+    counts = stage_layer_counts(model, plan)
+    runs: list[str] = []
+    i = 0
+    while i < len(counts):
+        j = i
+        while j + 1 < len(counts) and counts[j + 1] == counts[i]:
+            j += 1
+        runs.append(f"{counts[i]} x {j - i + 1}" if j > i else str(counts[i]))
+        i = j + 1
+    how = "even"
+    if plan.first_stage_layers is not None or plan.last_stage_layers is not None:
+        how = "first/last stage layers as given"
+    elif len(set(counts)) > 1:
+        how = "balanced: embedding and loss count one layer each"
+    chunks = f", {plan.vpp} virtual chunks per stage" if plan.vpp > 1 else ""
+    return f"{plan.pp} stage(s) of {', '.join(runs)} layers ({how}){chunks}"

@@ -26,7 +26,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from trainsim.models import ModelsError, ModelSpec, ParallelPlan, Recompute, check_plan
+from trainsim.models import (
+    InvalidPlanError,
+    ModelsError,
+    ModelSpec,
+    ParallelPlan,
+    Recompute,
+    check_plan,
+)
 
 __all__ = [
     "DEFAULT_BATCH_TOKENS",
@@ -76,7 +83,11 @@ class SearchSpace(BaseModel):
     recompute: list[Recompute] = Field(default_factory=lambda: _RECOMPUTE_DEFAULT[:], min_length=1)
     sequence_parallel: list[bool] = Field(default_factory=lambda: [True], min_length=1)
     global_batch_size: int | None = Field(None, ge=1)
-    uneven_stages: bool = Field(True, description="allow fewer layers on first/last stages")
+    uneven_stages: bool = Field(
+        True,
+        description="allow layers that pp x vpp does not divide (the plan's balanced layout: "
+        "embedding and loss count one layer each toward the first and last stage)",
+    )
     overlap_tp_comm: bool = False
     dtype: Literal["bf16", "fp16", "fp8"] = "bf16"
     clusters: list[str | None] = Field(default_factory=lambda: _CLUSTERS_DEFAULT[:], min_length=1)
@@ -162,21 +173,6 @@ def load_space(path: str | Path) -> SearchSpace:
         raise SweepConfigError(f"{source}: {exc}") from None
 
 
-def _stage_split(model: ModelSpec, pp: int, vpp: int, uneven: bool) -> dict[str, int] | None:
-    """``first/last_stage_layers`` for ``pp`` stages ({} when even; None when impossible)."""
-    layers = model.num_layers
-    if layers % (pp * vpp) == 0:
-        return {}
-    if not uneven or vpp > 1 or pp < 3:
-        return None
-    # The middle stages take the rounded-up share; first and last split what is left.
-    per = -(-layers // pp)
-    rest = layers - per * (pp - 2)
-    if rest < 2 or rest % 2:
-        return None
-    return {"first_stage_layers": rest // 2, "last_stage_layers": rest // 2}
-
-
 @dataclass(frozen=True)
 class GlobalBatch:
     """The global batch every plan of a sweep runs, and why it is that one."""
@@ -198,9 +194,9 @@ def _combos(model: ModelSpec, space: SearchSpace) -> Iterator[dict[str, Any]]:
             if False in space.sequence_parallel:
                 continue
             fields["sequence_parallel"] = False
-        # No split that works leaves the even one, whose check names why it fails.
-        split = _stage_split(model, fields["pp"], fields["vpp"], space.uneven_stages)
-        fields.update(split or {})
+        # Layers that pp x vpp does not divide take the plan's balanced layout
+        # (models.stage_layer_counts); with uneven_stages off such a plan is invalid.
+        fields["even_stages_only"] = not space.uneven_stages
         fields["overlap_tp_comm"] = space.overlap_tp_comm and tp > 1
         fields["dtype"] = space.dtype
         yield fields
@@ -210,8 +206,15 @@ def _build(
     model: ModelSpec, gpus: int, fields: dict[str, Any], global_batch_size: int
 ) -> ParallelPlan:
     """The plan of ``fields`` on ``gpus``, checked against ``model`` (raises ``ModelsError``)."""
-    plan = ParallelPlan.for_gpus(gpus, **fields, global_batch_size=global_batch_size)
+    plan_fields = {k: v for k, v in fields.items() if k != "even_stages_only"}
+    plan = ParallelPlan.for_gpus(gpus, **plan_fields, global_batch_size=global_batch_size)
     check_plan(model, plan)
+    chunks = plan.pp * plan.vpp
+    if fields.get("even_stages_only") and model.num_layers % chunks:
+        raise InvalidPlanError(
+            f"num_layers={model.num_layers} is not divisible by pp*vpp={plan.pp}*{plan.vpp}="
+            f"{chunks}"
+        )
     return plan
 
 

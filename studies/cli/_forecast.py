@@ -19,6 +19,7 @@ from trainsim.engine import (
     load_variability,
 )
 from trainsim.studies.cli._args import named_or_file, non_negative_int, positive_int
+from trainsim.studies.cli._generate import describe_run
 from trainsim.studies.cli._predict import add_system_flags, system_and_workload
 
 __all__ = ["register"]
@@ -159,5 +160,6 @@ def _run(args: argparse.Namespace) -> int:
         summary["system"] = system.name
         print(json.dumps(summary, indent=2, default=float))
     else:
+        print("\n".join(describe_run(model, plan)))
         print(result.format())
     return 0

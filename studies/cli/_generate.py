@@ -14,8 +14,11 @@ from trainsim.studies.cli._args import positive_int
 from trainsim.studies.cli._main import CLIError
 
 __all__ = [
+    "BUBBLE_WARNING_FRACTION",
     "MODEL_OVERRIDES",
     "add_workload_flags",
+    "bubble_warning",
+    "describe_run",
     "model_from_args",
     "register",
     "workload_from_args",
@@ -127,6 +130,38 @@ def model_from_args(args: argparse.Namespace) -> models.ModelSpec:
     if overrides:
         model = models.model_from_mapping({**model.model_dump(), **overrides})
     return model
+
+
+#: A bubble above this share of the step is worth a warning (more micro-batches shrink it).
+BUBBLE_WARNING_FRACTION = 0.25
+
+
+def describe_run(model: models.ModelSpec, plan: models.ParallelPlan) -> list[str]:
+    """What the prediction assumed, stated: sequence, batch, micro-batches, layout, precision."""
+    tokens = plan.batch_size * model.seq_len
+    given = (
+        ""
+        if plan.global_batch_size is not None
+        else ("; not given: one micro-batch per data-parallel rank, set --global-batch")
+    )
+    lines = [
+        f"run: sequences of {model.seq_len:,} tokens, global batch {plan.batch_size:,} "
+        f"({tokens / 1e6:.3g}M tokens{given}), micro-batch {plan.micro_batch_size}, "
+        f"{plan.num_micro_batches} micro-batch(es) per step, {plan.dtype}"
+    ]
+    if plan.pp > 1:
+        lines.append(f"pipeline: {models.describe_layout(model, plan)}")
+    return lines
+
+
+def bubble_warning(step_s: float, bubble_s: float) -> str | None:
+    """A warning when the pipeline bubble is more than a quarter of the step."""
+    if step_s > 0 and bubble_s > BUBBLE_WARNING_FRACTION * step_s:
+        return (
+            f"warning: the pipeline bubble is {bubble_s / step_s:.0%} of the step; more "
+            "micro-batches per step (a larger --global-batch) or interleaving (--vpp) shrink it"
+        )
+    return None
 
 
 def workload_from_args(args: argparse.Namespace) -> tuple[models.ModelSpec, models.ParallelPlan]:

@@ -9,7 +9,12 @@ from typing import Any
 from trainsim import models
 from trainsim.collectives import CompressionSpec
 from trainsim.engine import CLUSTER_PRESETS, System, cluster_system, predict
-from trainsim.studies.cli._generate import add_workload_flags, workload_from_args
+from trainsim.studies.cli._generate import (
+    add_workload_flags,
+    bubble_warning,
+    describe_run,
+    workload_from_args,
+)
 
 __all__ = ["add_system_flags", "compression_from_args", "register", "system_and_workload"]
 
@@ -97,5 +102,10 @@ def _run(args: argparse.Namespace) -> int:
         summary["system"] = system.name
         print(json.dumps(summary, indent=2))
     else:
+        print("\n".join(describe_run(model, plan)))
         print(result.format())
+        bubble_s = result.summary().get("bubble_s_mean", 0.0)
+        warning = bubble_warning(result.step_time_s, bubble_s)
+        if warning:
+            print(warning)
     return 0

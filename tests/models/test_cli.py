@@ -62,7 +62,20 @@ def test_memory_table_and_json(capsys: pytest.CaptureFixture[str]) -> None:
         (["memory", "--model", "llama3-70b", "--tp", "16"], "num_kv_heads=8 is not divisible"),
         (["memory", "--model", "nope-1b"], "model='nope-1b' is not a preset"),
         (["memory", "--model", "llama3-70b", "--tp", "8", "--strict"], "usable of h100-sxm"),
-        (["generate", "--model", "llama3-8b", "--pp", "3", "-o", "x"], "num_layers=32"),
+        (
+            [
+                "generate",
+                "--model",
+                "llama3-8b",
+                "--pp",
+                "3",
+                "--first-stage-layers",
+                "40",
+                "-o",
+                "x",
+            ],
+            "num_layers=32 minus first_stage_layers=40",
+        ),
     ],
 )
 def test_errors_are_one_line(

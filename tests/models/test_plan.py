@@ -13,8 +13,11 @@ from trainsim.models import (
     ParallelPlan,
     RankLayout,
     check_plan,
+    describe_layout,
+    model_from_mapping,
     model_preset,
     plan_from_mapping,
+    stage_layer_counts,
     stage_layer_ranges,
 )
 
@@ -92,8 +95,8 @@ def test_plans_checked_against_model() -> None:
         check_plan(llama, ParallelPlan(tp=16))
     with pytest.raises(InvalidPlanError, match="num_heads=64 is not divisible by tp=3"):
         check_plan(llama, ParallelPlan(tp=3))
-    with pytest.raises(InvalidPlanError, match=r"num_layers=80 is not divisible by pp\*vpp=6\*1"):
-        check_plan(llama, ParallelPlan(pp=6))
+    with pytest.raises(InvalidPlanError, match=r"stage 0 holds 2 layer\(s\), too few for vpp=3"):
+        check_plan(llama, ParallelPlan(pp=40, vpp=3, global_batch_size=120))
     with pytest.raises(InvalidPlanError, match="seq_len=8192 must be divisible by 2\\*cp=6"):
         check_plan(llama, ParallelPlan(cp=3))
     with pytest.raises(InvalidPlanError, match="ep=2 needs an MoE model"):
@@ -110,8 +113,8 @@ def test_uneven_first_and_last_stages() -> None:
     counts = [len(chunks[0]) for chunks in ranges]
     assert counts == [7] + [8] * 14 + [7]
     assert [i for chunks in ranges for i in chunks[0]] == list(range(126))
-    with pytest.raises(InvalidPlanError, match="num_layers=126 is not divisible by pp\\*vpp=16"):
-        check_plan(model, ParallelPlan(tp=8, pp=16))
+    # Without a split, the balanced layout is the same: embedding and loss count one layer.
+    assert stage_layer_counts(model, ParallelPlan(tp=8, pp=16)) == tuple(counts)
     with pytest.raises(InvalidPlanError, match="leaves 119"):
         check_plan(model, ParallelPlan(tp=8, pp=16, first_stage_layers=7))
 
@@ -202,3 +205,48 @@ def test_layout_matches_megatron_order() -> None:
 def test_for_gpus_refuses_a_zero_size_by_name(name: str) -> None:
     with pytest.raises(InvalidPlanError, match=rf"{name}=0 must be an integer >= 1"):
         ParallelPlan.for_gpus(64, **{name: 0})
+
+
+def test_uneven_stages_with_interleaving_split_each_stage_over_its_chunks() -> None:
+    """Llama 3 405B: 7, 8 x 14, 7 layers on 16 stages with 2 virtual chunks each."""
+    model = model_preset("llama3-405b")
+    for plan in (
+        ParallelPlan(tp=8, pp=16, vpp=2, global_batch_size=32),
+        ParallelPlan(
+            tp=8, pp=16, vpp=2, first_stage_layers=7, last_stage_layers=7, global_batch_size=32
+        ),
+    ):
+        ranges = stage_layer_ranges(model, plan)
+        assert [len(r) for r in ranges[0]] == [4, 3] and [len(r) for r in ranges[1]] == [4, 4]
+        # Interleaved order: chunk 0 of every stage, then chunk 1; every layer once.
+        order = sorted((r.start, r.stop) for chunks in ranges for r in chunks)
+        assert [i for start, stop in order for i in range(start, stop)] == list(range(126))
+        assert ranges[0][1].start == 64  # 7 // 2 + 1 + 14 * 4 + 4 layers precede it
+        assert "7, 8 x 14, 7 layers" in describe_layout(model, plan)
+
+
+def test_balanced_layout_counts_embedding_and_loss() -> None:
+    deepseek = model_preset("deepseek-v3")  # 61 layers on 16 stages
+    counts = stage_layer_counts(deepseek, ParallelPlan(pp=16, dp=8, ep=8))
+    assert sum(counts) == 61 and counts[0] + 1 <= max(counts) and counts[-1] + 1 <= max(counts)
+    assert max(counts) - min(counts) <= 2
+    with pytest.raises(InvalidPlanError, match="cannot give each of pp=40 stages a layer"):
+        stage_layer_counts(model_from_mapping({**deepseek.model_dump(), "num_layers": 37}),
+                           ParallelPlan(pp=40, dp=1, ep=1))  # fmt: skip
+    with pytest.raises(InvalidPlanError, match="minus first_stage_layers=10"):
+        check_plan(deepseek, ParallelPlan(pp=16, dp=8, ep=8, first_stage_layers=10,
+                                          last_stage_layers=10))  # fmt: skip
+
+
+@settings(max_examples=80, deadline=None)
+@given(layers=st.integers(2, 200), pp=st.integers(1, 32), vpp=st.integers(1, 4))
+def test_layouts_hold_every_layer_once(layers: int, pp: int, vpp: int) -> None:
+    model = model_from_mapping({**model_preset("gpt-1.7b").model_dump(), "num_layers": layers})
+    plan = ParallelPlan(pp=pp, vpp=vpp if pp > 1 else 1, global_batch_size=pp * 4)
+    try:
+        ranges = stage_layer_ranges(model, plan)
+    except InvalidPlanError:
+        return
+    flat = sorted(i for chunks in ranges for r in chunks for i in r)
+    assert flat == list(range(layers))
+    assert all(len(r) >= 1 for chunks in ranges for r in chunks)

@@ -41,9 +41,9 @@ def test_memory_and_generate_take_the_overrides(
 def test_an_override_that_breaks_the_plan_names_the_overridden_value(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    argv = ["memory", "--model", "llama3-8b", "--layers", "30", "--pp", "4", "--gpus", "4"]
-    assert main(argv) == 2
-    assert "num_layers=30" in capsys.readouterr().err
+    argv = ["memory", "--model", "llama3-8b", "--heads", "16", "--kv-heads", "16", "--tp", "32"]
+    assert main([*argv, "--gpus", "32"]) == 2
+    assert "num_heads=16 is not divisible by tp=32" in capsys.readouterr().err
 
 
 def test_precision_reaches_the_plan(capsys: pytest.CaptureFixture[str]) -> None:
@@ -54,3 +54,51 @@ def test_precision_reaches_the_plan(capsys: pytest.CaptureFixture[str]) -> None:
         assert main(run) == 0
         steps[precision] = json.loads(capsys.readouterr().out)["step_time_s"]
     assert steps["fp8"] < steps["bf16"]
+
+
+#: Published configurations, from their stated flags alone (issue 17's list).
+PUBLISHED = {
+    "llama3-405b-pp16-vpp": [
+        "--model", "llama3-405b", "--gpus", "16384", "--tp", "8", "--pp", "16", "--vpp", "2",
+        "--seq", "8192", "--global-batch", "2048", "--sp", "--zero", "1",
+    ],
+    "llama3-405b-cp16-128k": [
+        "--model", "llama3-405b", "--gpus", "16384", "--tp", "8", "--pp", "16", "--vpp", "2",
+        "--cp", "16", "--seq", "131072", "--global-batch", "128", "--sp", "--zero", "1",
+    ],
+    "deepseek-v3-fp8": [
+        "--model", "deepseek-v3", "--device", "h800", "--gpus", "2048", "--pp", "16",
+        "--ep", "64", "--precision", "fp8", "--global-batch", "1920",
+    ],
+    "mt-nlg-530b": [*MT_NLG, "--gpus", "2240", "--global-batch", "1920"],
+    "gpt3-175b-fp8-vpp6": [
+        "--model", "gpt3-175b", "--gpus", "128", "--tp", "4", "--pp", "8", "--vpp", "6",
+        "--precision", "fp8", "--global-batch", "256",
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_published_configurations_predict_and_state_their_layout(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["predict", *PUBLISHED[name]]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert out.startswith("run: sequences of ")
+    assert "micro-batch(es) per step" in out
+    assert "pipeline: " in out and " stage(s) of " in out
+
+
+def test_llama3_405b_layout_and_a_large_bubble_is_warned(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["predict", *PUBLISHED["llama3-405b-pp16-vpp"]]) == 0
+    out = capsys.readouterr().out
+    assert "16 stage(s) of 7, 8 x 14, 7 layers" in out and "2 virtual chunks" in out
+    # No --global-batch: one micro-batch per data-parallel rank, said so, and its bubble warned.
+    argv = ["predict", "--model", "gpt-1.7b", "--device", "a100-80gb", "--gpus", "16",
+            "--tp", "2", "--pp", "2"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "not given: one micro-batch per data-parallel rank" in out
+    assert "warning: the pipeline bubble is" in out

@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 
-from trainsim.models import ModelSpec, ParallelPlan, model_from_mapping, model_preset
+from trainsim.models import (
+    ModelSpec,
+    ParallelPlan,
+    model_from_mapping,
+    model_preset,
+    stage_layer_counts,
+)
 from trainsim.studies import SearchSpace, SweepConfigError, load_space, sweep
 from trainsim.studies._sweep_space import enumerate_plans, space_from_mapping
 from trainsim.studies.cli import main
@@ -50,7 +56,8 @@ def test_uneven_stages_let_llama3_405b_use_16_stages() -> None:
     plans, invalid = enumerate_plans(model, 16384, space)
     assert invalid == {} and len(plans) == 1
     plan = plans[0][0]
-    assert (plan.first_stage_layers, plan.last_stage_layers, plan.dp) == (7, 7, 128)
+    assert plan.dp == 128
+    assert stage_layer_counts(model, plan) == (7, *[8] * 14, 7)
     even_only = space.model_copy(update={"uneven_stages": False})
     assert enumerate_plans(model, 16384, even_only) == (
         [],
