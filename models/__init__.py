@@ -40,7 +40,13 @@ from trainsim.models._generate import (
     write_per_rank,
     write_rank_classes,
 )
-from trainsim.models._loading import load_model, model_from_hf_config, model_from_mapping
+from trainsim.models._loading import (
+    HF_TRAINING_SEQ_LEN,
+    hf_max_positions,
+    load_model,
+    model_from_hf_config,
+    model_from_mapping,
+)
 from trainsim.models._measure import (
     DEFAULT_ATTENTION_HEAD_DIMS,
     DEFAULT_ATTENTION_SEQ_LENS,
@@ -91,6 +97,7 @@ __all__ = [
     "DEFAULT_GEMM_DIMS",
     "DEVICE_PRESETS",
     "GROUP_KINDS",
+    "HF_TRAINING_SEQ_LEN",
     "MODEL_PRESETS",
     "ROOFLINE_ATTR",
     "TIGHT_MARGIN_FRACTION",
@@ -125,6 +132,7 @@ __all__ = [
     "encode_roofline",
     "generate_rank",
     "generate_rank_classes",
+    "hf_max_positions",
     "layer_cost",
     "load_device",
     "load_model",

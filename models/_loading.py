@@ -2,7 +2,8 @@
 
 HuggingFace configs are mapped by key: ``num_hidden_layers``/``n_layer``, ``hidden_size``/
 ``n_embd``, ``num_attention_heads``/``n_head``, ``num_key_value_heads``, ``intermediate_size``,
-``vocab_size``, ``max_position_embeddings``/``n_positions`` (the sequence length unless given),
+``vocab_size``, ``max_position_embeddings``/``n_positions`` (the sequence length is the
+smaller of it and ``HF_TRAINING_SEQ_LEN`` unless given),
 ``tie_word_embeddings``; a SiLU/SwiGLU activation (``hidden_act`` silu or swiglu) means a gated
 MLP; Mixtral's ``num_local_experts``, Qwen-MoE's ``num_experts``, and DeepSeek's
 ``n_routed_experts``, ``n_shared_experts``, ``moe_intermediate_size``,
@@ -24,7 +25,13 @@ from trainsim.models._errors import InvalidModelError
 from trainsim.models._presets import MODEL_PRESETS, model_preset
 from trainsim.models._spec import ModelSpec
 
-__all__ = ["load_model", "model_from_hf_config", "model_from_mapping"]
+__all__ = [
+    "HF_TRAINING_SEQ_LEN",
+    "hf_max_positions",
+    "load_model",
+    "model_from_hf_config",
+    "model_from_mapping",
+]
 
 
 def _first(cfg: Mapping[str, Any], *keys: str) -> Any:
@@ -39,6 +46,19 @@ def _require(cfg: Mapping[str, Any], *keys: str) -> Any:
     if value is None:
         raise InvalidModelError(f"HF config lacks {' / '.join(keys)}")
     return value
+
+
+#: The sequence a config.json model trains at unless one is given. ``max_position_embeddings``
+#: is what the released model can attend to after long-context extension (131,072 for Llama
+#: 3.1 and Qwen2-7B), not what pre-training ran: Llama 3 pre-trained at 8,192 tokens and
+#: extended to 128K only in a final stage (Llama 3 paper, section 3.4).
+HF_TRAINING_SEQ_LEN = 8192
+
+
+def hf_max_positions(config: Mapping[str, Any]) -> int | None:
+    """The ``max_position_embeddings`` (or ``n_positions``) of a HF config, if it states one."""
+    value = _first(config, "max_position_embeddings", "n_positions")
+    return int(value) if value is not None else None
 
 
 def model_from_hf_config(
@@ -66,7 +86,8 @@ def model_from_hf_config(
         "ffn_hidden_size": _first(cfg, "intermediate_size", "n_inner", "ffn_dim"),
         "gated_mlp": gated,
         "vocab_size": int(_require(cfg, "vocab_size")),
-        "seq_len": seq_len or int(_require(cfg, "max_position_embeddings", "n_positions")),
+        "seq_len": seq_len
+        or min(int(_require(cfg, "max_position_embeddings", "n_positions")), HF_TRAINING_SEQ_LEN),
         "tied_embeddings": bool(cfg.get("tie_word_embeddings", True)),
         "learned_position_embeddings": model_type in ("gpt2", "gpt_neo", "opt", "gpt_bigcode"),
         "bias": bool(_first(cfg, "attention_bias", "bias") or model_type in ("gpt2", "opt")),

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
 from trainsim import models
@@ -118,6 +120,8 @@ def model_from_args(args: argparse.Namespace) -> models.ModelSpec:
     if not args.model:
         raise CLIError(f"trainsim {args.command}: --model is required")
     model = models.load_model(args.model)
+    if args.seq is None:
+        _note_hf_sequence(args.model, model)
     overrides: dict[str, Any] = {
         field: getattr(args, flag)
         for flag, field in MODEL_OVERRIDES.items()
@@ -162,6 +166,24 @@ def bubble_warning(step_s: float, bubble_s: float) -> str | None:
             "micro-batches per step (a larger --global-batch) or interleaving (--vpp) shrink it"
         )
     return None
+
+
+def _note_hf_sequence(source: str, model: models.ModelSpec) -> None:
+    """Say so when a config.json's maximum positions is not the sequence it trains at."""
+    path = Path(source)
+    if not path.is_file() or path.suffix != ".json":
+        return
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return  # load_model read it; a second reading only serves this note
+    most = models.hf_max_positions(config) if isinstance(config, dict) else None
+    if most is not None and most > model.seq_len:
+        print(
+            f"note: {path.name} allows {most:,} positions; training at {model.seq_len:,} "
+            f"tokens (the smaller of it and {models.HF_TRAINING_SEQ_LEN:,}; --seq sets another)",
+            file=sys.stderr,
+        )
 
 
 def workload_from_args(args: argparse.Namespace) -> tuple[models.ModelSpec, models.ParallelPlan]:

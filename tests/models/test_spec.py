@@ -9,6 +9,7 @@ import pytest
 
 from tests.models.conftest import gpt_from_row
 from trainsim.models import (
+    HF_TRAINING_SEQ_LEN,
     MODEL_PRESETS,
     InvalidModelError,
     ModelSpec,
@@ -116,7 +117,11 @@ def test_hf_llama_config_matches_preset(tmp_path: Path) -> None:
     assert spec.num_params == preset.num_params
     assert spec.name == "llama-3.1-405b"
     assert spec.seq_len == 8192
-    assert load_model(tmp_path / "Llama-3.1-405B" / "config.json").seq_len == 131072
+    # Not the 131,072 positions it can attend to: the sequence pre-training ran at.
+    loaded = load_model(tmp_path / "Llama-3.1-405B" / "config.json")
+    assert loaded.seq_len == HF_TRAINING_SEQ_LEN == 8192
+    short = model_from_hf_config({**cfg, "max_position_embeddings": 2048})
+    assert short.seq_len == 2048
 
 
 def test_hf_mixtral_and_deepseek_configs(tmp_path: Path) -> None:

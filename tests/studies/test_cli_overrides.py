@@ -102,3 +102,25 @@ def test_llama3_405b_layout_and_a_large_bubble_is_warned(
     out = capsys.readouterr().out
     assert "not given: one micro-batch per data-parallel rank" in out
     assert "warning: the pipeline bubble is" in out
+
+
+def test_a_config_json_trains_at_a_pretraining_sequence_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Qwen2-7B's config allows 131,072 positions; it predicted a 132 s step at that length."""
+    config = {
+        "hidden_act": "silu", "hidden_size": 3584, "intermediate_size": 18944,
+        "max_position_embeddings": 131072, "model_type": "qwen2", "num_attention_heads": 28,
+        "num_hidden_layers": 28, "num_key_value_heads": 4, "vocab_size": 152064,
+        "tie_word_embeddings": False,
+    }  # fmt: skip
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    argv = ["predict", "--model", str(path), "--gpus", "8", "--global-batch", "8"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "allows 131,072 positions; training at 8,192 tokens" in captured.err
+    assert "run: sequences of 8,192 tokens" in captured.out
+    assert main([*argv, "--seq", "4096"]) == 0
+    captured = capsys.readouterr()
+    assert "positions" not in captured.err and "sequences of 4,096 tokens" in captured.out
