@@ -66,6 +66,7 @@ def predict(
         gpus=plan.num_gpus,
         peak_flops_per_gpu=system.device_spec.peak_flops(plan.dtype),
         memory_gib_per_gpu=memory.total_bytes / 2**30,
+        precision=plan.dtype,
     )
     result = simulate(workload, system, metrics=metrics, label=workload.name)
     fit = memory_fit(memory.total_bytes, system.device_spec)

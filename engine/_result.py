@@ -118,6 +118,8 @@ class StepMetrics:
     gpus: int
     peak_flops_per_gpu: float
     memory_gib_per_gpu: float | None = None
+    #: The precision whose dense peak ``peak_flops_per_gpu`` is (MFU's denominator).
+    precision: str | None = None
 
 
 # Categories of the sweep in ``_rank_breakdown``; communication labels follow from _COMM.
@@ -444,6 +446,14 @@ class StepResult:
         frame: pd.DataFrame = pd.DataFrame(rows).fillna(0.0)
         return frame
 
+    def _peak_named(self) -> str:
+        """`` of the 989 TFLOP/s bf16 dense peak``: what MFU and HFU divide by."""
+        if self.metrics is None:
+            return ""
+        peak = self.metrics.peak_flops_per_gpu / 1e12
+        which = f" {self.metrics.precision}" if self.metrics.precision else ""
+        return f" (of the {peak:,.0f} TFLOP/s{which} dense peak)"
+
     def format(self) -> str:
         """A few readable lines for a terminal: step, its additive parts, overlap, metrics."""
         s = self.summary()
@@ -464,8 +474,8 @@ class StepResult:
         )
         if self.metrics is not None:
             lines.append(
-                f"  {s['tokens_per_s']:,.0f} tokens/s, {s['tflops_per_gpu']:,.1f} TFLOP/s per GPU, "
-                f"MFU {s['mfu']:.1%}, HFU {s['hfu']:.1%}"
+                f"  {s['tokens_per_s']:,.0f} tokens/s, {s['tflops_per_gpu']:,.1f} model TFLOP/s "
+                f"per GPU, MFU {s['mfu']:.1%}, HFU {s['hfu']:.1%}{self._peak_named()}"
             )
             if s.get("memory_gib_per_gpu") is not None:
                 lines.append(f"  memory {s['memory_gib_per_gpu']:,.1f} GiB per GPU")

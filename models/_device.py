@@ -217,6 +217,10 @@ class DeviceSpec(BaseModel):
         running beside the operation holds; it computes on the others (no effect on a device
         without ``num_sms``).
         """
+        if attention and dtype == "fp8":
+            # FP8 recipes (Transformer Engine's default, fp8_dpa off) run fused attention
+            # in BF16; only the GEMMs around it take FP8.
+            dtype = "bf16"
         if not flops:
             rate = 1.0  # unused: no arithmetic, the bytes decide
         elif gemm_shape is not None:

@@ -169,10 +169,38 @@ class LayerCost:
         return 0
 
 
-def _gemm(name: str, m: int, k: int, n: int) -> OpCost:
+def _gemm(name: str, m: int, k: int, n: int, in_bytes: int = ACT_BYTES) -> OpCost:
+    """An (m x k) by (k x n) GEMM; ``in_bytes`` per operand element (1 in FP8), BF16 out."""
     flops = 2 * m * k * n
-    size = ACT_BYTES * (m * k + k * n + m * n)
+    size = in_bytes * (m * k + k * n) + ACT_BYTES * m * n
     return OpCost(name, "gemm", flops, size, (m, n, k))
+
+
+#: Bytes per element of Transformer Engine's FP8 cast-transpose kernel (per-tensor scaling,
+#: amax fused): it reads a BF16 tensor and writes its FP8 copy and the FP8 transpose the
+#: other GEMM of the pair needs (2 + 1 + 1).
+FP8_CAST_TRANSPOSE_BYTES = 4
+
+#: GEMMs whose FP8 input comes fused out of the kernel before them in Transformer Engine: the
+#: norm of ``LayerNormLinear``/``LayerNormMLP`` writes qkv's and fc1's, the MLP activation
+#: fc2's. The attention output (o's input) and routed expert tokens are cast on their own.
+_FP8_FUSED_INPUT = frozenset(("q", "k", "v", "qkv", "q_a", "q_b", "kv_a", "kv_b", "fc1", "fc2"))
+
+
+def _fp8_casts(name: str, m: int, k: int, n: int, micro_batches: int) -> OpCost:
+    """The FP8 kernels around one GEMM, per micro-batch (forward, backward by its factor).
+
+    Forward: the weight's cast-transpose once per step (the FP8 weight is cached across
+    micro-batches, so 1/micro_batches of it here), and the input's unless a fused kernel
+    wrote it. Backward: the output gradient's cast-transpose (the data- and weight-gradient
+    GEMMs read it as FP8).
+    """
+    fwd = FP8_CAST_TRANSPOSE_BYTES * k * n / max(micro_batches, 1)
+    if name not in _FP8_FUSED_INPUT:
+        fwd += FP8_CAST_TRANSPOSE_BYTES * m * k
+    bwd = FP8_CAST_TRANSPOSE_BYTES * m * n
+    fwd_bytes = max(round(fwd), 1)
+    return OpCost(f"{name}_fp8_cast", "vector", 0, fwd_bytes, bwd_bytes_factor=bwd / fwd_bytes)
 
 
 def _tokens(model: ModelSpec, plan: ParallelPlan) -> int:
@@ -187,22 +215,33 @@ def layer_cost(model: ModelSpec, plan: ParallelPlan, moe: bool) -> LayerCost:
     h = model.hidden_size
     sp_div = tp if plan.sequence_parallel else 1
     ops: list[OpCost] = []
+    fp8 = plan.dtype == "fp8"
+
+    def gemm(name: str, m: int, k: int, n: int) -> None:
+        # Under an FP8 recipe the layer's GEMMs read FP8 operands and Transformer Engine adds
+        # its cast kernels; the router stays in higher precision (Megatron-Core's default).
+        if fp8 and name != "router":
+            ops.append(_gemm(name, m, k, n, in_bytes=1))
+            ops.append(_fp8_casts(name, m, k, n, plan.num_micro_batches))
+        else:
+            ops.append(_gemm(name, m, k, n))
+
     norm, residual = _block_elementwise(model, t * h // sp_div)
     ops.append(replace(norm, name="attn_norm"))
     for proj in model.attention_projections():
         if proj.name == "o":
             continue
         out = proj.out_features // tp if proj.tp_split else proj.out_features
-        ops.append(_gemm(proj.name, t, proj.in_features, out))
+        gemm(proj.name, t, proj.in_features, out)
         if model.bias and not plan.gemm_bias_fusion:
             ops.append(_bias_op(f"{proj.name}_bias", t * out))
     ops.extend(_attention_ops(model, plan))
     o = next(p for p in model.attention_projections() if p.name == "o")
-    ops.append(_gemm("o", t, o.in_features // tp, o.out_features))
+    gemm("o", t, o.in_features // tp, o.out_features)
     ops.append(replace(residual, name="bias_dropout_add_1"))
     ops.append(replace(norm, name="mlp_norm"))
     if moe:
-        ops.append(_gemm("router", t, h, model.num_experts))
+        gemm("router", t, h, model.num_experts)
         local_experts = model.num_experts // plan.ep
         routed_tokens = t * model.top_k  # per EP rank, perfectly balanced routing
         per_expert = max(1, routed_tokens // local_experts)
@@ -211,22 +250,38 @@ def layer_cost(model: ModelSpec, plan: ParallelPlan, moe: bool) -> LayerCost:
             n_out = proj.out_features // tp if proj.name == "fc1" else proj.out_features
             # A grouped GEMM: every local expert's weights, all routed tokens.
             flops = 2 * routed_tokens * k_in * n_out
-            size = ACT_BYTES * (routed_tokens * (k_in + n_out) + local_experts * k_in * n_out)
+            in_bytes = 1 if fp8 else ACT_BYTES
+            size = in_bytes * (routed_tokens * k_in + local_experts * k_in * n_out)
+            size += ACT_BYTES * routed_tokens * n_out
             shape = (per_expert, n_out, k_in)
             ops.append(OpCost(f"experts_{proj.name}", "gemm", flops, size, shape))
+            if fp8:
+                casts = _fp8_casts(
+                    f"experts_{proj.name}", routed_tokens, k_in, n_out, plan.num_micro_batches
+                )
+                # Every local expert's weight is cast, not one: scale the weight part.
+                extra = FP8_CAST_TRANSPOSE_BYTES * k_in * n_out * (local_experts - 1)
+                extra_fwd = round(extra / max(plan.num_micro_batches, 1))
+                ops.append(
+                    replace(
+                        casts,
+                        fwd_bytes=casts.fwd_bytes + extra_fwd,
+                        bwd_bytes_factor=casts.bwd_bytes / (casts.fwd_bytes + extra_fwd),
+                    )
+                )
         act = _activation(model, routed_tokens * model.expert_ffn_size // tp)
         ops.append(replace(act, name="experts_act"))
         for i in range(model.num_shared_experts):
             for proj in model.mlp_projections(model.expert_ffn_size):
                 k_in = proj.in_features if proj.name == "fc1" else proj.in_features // tp
                 n_out = proj.out_features // tp if proj.name == "fc1" else proj.out_features
-                ops.append(_gemm(f"shared{i}_{proj.name}", t, k_in, n_out))
+                gemm(f"shared{i}_{proj.name}", t, k_in, n_out)
     else:
         f = model.ffn_size
         for proj in model.mlp_projections(f):
             k_in = proj.in_features if proj.name == "fc1" else proj.in_features // tp
             n_out = proj.out_features // tp if proj.name == "fc1" else proj.out_features
-            ops.append(_gemm(proj.name, t, k_in, n_out))
+            gemm(proj.name, t, k_in, n_out)
             if proj.name == "fc1":
                 ops.append(_activation(model, t * f // tp))
     ops.append(replace(residual, name="bias_dropout_add_2"))

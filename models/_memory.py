@@ -49,6 +49,8 @@ __all__ = [
 
 GIB = 2**30
 _WEIGHT_BYTES = 2
+#: An FP8 weight and its FP8 transpose, one byte each (Transformer Engine, per-tensor scaling).
+_FP8_WEIGHT_COPY_BYTES = 2
 _GRAD_BYTES = 4
 _OPTIMIZER_BYTES = 12
 
@@ -215,6 +217,13 @@ def _stage_memory(model: ModelSpec, plan: ParallelPlan, stage: int) -> MemoryBre
     zero2, zero3 = plan.zero_stage >= 2, plan.zero_stage >= 3
     grads = _GRAD_BYTES * (shard(dense, dp_cp, zero2) + shard(experts, edp, zero2))
     weights = _WEIGHT_BYTES * (shard(dense, dp_cp, zero3) + shard(experts, edp, zero3))
+    if plan.dtype == "fp8":
+        # Transformer Engine caches each GEMM weight's FP8 copy and its transpose across the
+        # step's micro-batches (beside the BF16 weight): the embedding's and output layer's
+        # share is counted too, a small overestimate.
+        weights += _FP8_WEIGHT_COPY_BYTES * (
+            shard(dense, dp_cp, zero3) + shard(experts, edp, zero3)
+        )
     layers = len(stage_layers(model, plan, stage))
     return MemoryBreakdown(
         stage=stage,

@@ -55,3 +55,41 @@ def test_mfu_never_above_one(tp: int, micro_batch: int, dtype: str, device: str)
     )
     result = predict(_SMALL, plan, cluster_system(device, 8))
     assert result.mfu is not None and 0.0 < result.mfu <= 1.0
+
+
+def test_fp8_as_transformer_engine_runs_it() -> None:
+    """FP8 GEMMs with TE's cast kernels; attention and memory-bound kernels as in BF16."""
+    from trainsim.models import device_preset, layer_cost, memory_per_gpu
+
+    model = model_preset("llama3-8b")
+    bf16_plan = ParallelPlan(tp=2, dp=4, global_batch_size=32)
+    fp8_plan = bf16_plan.model_copy(update={"dtype": "fp8"})
+    bf16_ops = {op.name: op for op in layer_cost(model, bf16_plan, moe=False).ops}
+    fp8_ops = {op.name: op for op in layer_cost(model, fp8_plan, moe=False).ops}
+    assert not [n for n in bf16_ops if n.endswith("_fp8_cast")]
+    assert {"qkv_fp8_cast", "o_fp8_cast", "fc1_fp8_cast", "fc2_fp8_cast"} <= set(fp8_ops)
+    # o's input is cast on its own (attention writes BF16); qkv's comes fused out of the norm.
+    assert fp8_ops["o_fp8_cast"].fwd_bytes > fp8_ops["qkv_fp8_cast"].fwd_bytes
+    assert fp8_ops["fc1"].fwd_bytes < bf16_ops["fc1"].fwd_bytes  # FP8 operands
+    h100 = device_preset("h100-sxm")
+    flops, size = 1e12, 1e9
+    assert h100.op_time_us(flops, size, "fp8", attention=True) == h100.op_time_us(
+        flops, size, "bf16", attention=True
+    )
+    assert h100.op_time_us(0, size, "fp8") == h100.op_time_us(0, size, "bf16")  # memory-bound
+    extra = (
+        memory_per_gpu(model, fp8_plan).weights_bytes
+        - memory_per_gpu(model, bf16_plan).weights_bytes
+    )
+    assert extra == memory_per_gpu(model, bf16_plan).weights_bytes  # FP8 weight + transpose
+
+
+def test_fp8_speedup_stays_under_the_peak_ratio() -> None:
+    system = cluster_system("h100-sxm", 64)
+    plan = ParallelPlan.for_gpus(64, tp=2, global_batch_size=256, zero_stage=1)
+    bf16 = predict(model_preset("llama3-8b"), plan, system).step_time_s
+    fp8 = predict(
+        model_preset("llama3-8b"), plan.model_copy(update={"dtype": "fp8"}), system
+    ).step_time_s
+    peak_ratio = system.device_spec.peak_flops("fp8") / system.device_spec.peak_flops("bf16")
+    assert 1.0 < bf16 / fp8 < peak_ratio
