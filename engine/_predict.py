@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from trainsim.engine._errors import SystemConfigError
 from trainsim.engine._result import StepMetrics, StepResult
 from trainsim.engine._simulate import simulate
 from trainsim.engine._system import System
@@ -59,6 +60,18 @@ def predict(
     workload = plan_workload(model, plan, granularity=granularity)
     flops = step_flops(model, plan)
     memory = memory_per_gpu(model, plan)
+    device = system.device_spec
+    if plan.dtype == "fp8" and not device.fp8_recipes:
+        rates = ", ".join(sorted(device.peak_tflops))
+        raise SystemConfigError(
+            f"dtype='fp8' needs FP8 tensor cores; {device.name} has none (its rates: {rates})"
+        )
+    if plan.dtype == "fp8" and plan.fp8_recipe not in device.fp8_recipes:
+        runs = ", ".join(device.fp8_recipes)
+        raise SystemConfigError(
+            f"fp8_recipe={plan.fp8_recipe!r} does not run on {device.name} (its FP8 recipes: "
+            f"{runs})"
+        )
     metrics = StepMetrics(
         tokens_per_step=float(flops.tokens),
         model_flops_per_step=float(flops.model_flops),

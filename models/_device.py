@@ -123,6 +123,11 @@ def _for_dtype(tables: tuple[_Table, ...], dtype: str) -> _Table | None:
     return by_dtype.get(dtype) or by_dtype.get(twin)
 
 
+#: FP8 recipes any FP8 tensor core runs: per-tensor scales and blockwise scales applied in
+#: software around the GEMM (MXFP8's per-32-element scales need Blackwell's hardware).
+_SOFTWARE_FP8_RECIPES = ("delayed", "current", "blockwise")
+
+
 class DeviceSpec(BaseModel):
     """One accelerator: peak dense FLOP/s per dtype, HBM bandwidth and capacity, efficiency."""
 
@@ -144,6 +149,23 @@ class DeviceSpec(BaseModel):
     num_sms: int | None = Field(
         None, ge=1, description="streaming multiprocessors (compute units), for SM margins"
     )
+    fp8_recipes: tuple[str, ...] = Field(
+        (),
+        description="FP8 scaling recipes the tensor cores run (per-tensor 'delayed' and "
+        "'current', 'blockwise' scales in software, 'mxfp8' block scales in hardware: "
+        "Blackwell only)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_fp8_recipes(cls, data: Any) -> Any:
+        # A device with an FP8 rate runs the recipes that need nothing of the hardware but
+        # FP8 tensor cores; device files written before this field keep working.
+        if isinstance(data, dict) and "fp8_recipes" not in data:
+            peaks = data.get("peak_tflops") or {}
+            if "fp8" in peaks:
+                return {**data, "fp8_recipes": _SOFTWARE_FP8_RECIPES}
+        return data
 
     def peak_flops(self, dtype: str = "bf16") -> float:
         """Peak dense FLOP/s for ``dtype`` (fp16 and bf16 share the tensor-core rate)."""
@@ -255,10 +277,14 @@ def _dev(
     gib: float,
     sms: int,
     eff: EfficiencyModel = _NV,
+    mxfp8: bool = False,
 ) -> DeviceSpec:
     peaks = {"fp32": fp32, "tf32": tf32, "bf16": bf16}
+    extra: dict[str, Any] = {}
     if fp8 is not None:
         peaks["fp8"] = fp8
+        if mxfp8:
+            extra["fp8_recipes"] = (*_SOFTWARE_FP8_RECIPES, "mxfp8")
     return DeviceSpec(
         name=name,
         peak_tflops=peaks,
@@ -266,6 +292,7 @@ def _dev(
         memory_gib=gib,
         efficiency=eff,
         num_sms=sms,
+        **extra,
     )
 
 
@@ -278,7 +305,8 @@ DEVICE_PRESETS: Mapping[str, DeviceSpec] = {
         _dev("h100-sxm", 67.0, 494.7, 989.4, 1978.9, 3350.0, 80.0, 132),
         _dev("h800", 67.0, 494.7, 989.4, 1978.9, 3350.0, 80.0, 132),
         _dev("h200", 67.0, 494.7, 989.4, 1978.9, 4800.0, 141.0, 132),
-        _dev("b200", 75.0, 1100.0, 2250.0, 4500.0, 8000.0, 180.0, 148),
+        # Blackwell's tensor cores take MXFP8's per-32-element scales (NVIDIA B200 datasheet).
+        _dev("b200", 75.0, 1100.0, 2250.0, 4500.0, 8000.0, 180.0, 148, mxfp8=True),
         _dev(
             "mi300x",
             163.4,

@@ -176,10 +176,14 @@ def _gemm(name: str, m: int, k: int, n: int, in_bytes: int = ACT_BYTES) -> OpCos
     return OpCost(name, "gemm", flops, size, (m, n, k))
 
 
-#: Bytes per element of Transformer Engine's FP8 cast-transpose kernel (per-tensor scaling,
-#: amax fused): it reads a BF16 tensor and writes its FP8 copy and the FP8 transpose the
-#: other GEMM of the pair needs (2 + 1 + 1).
+#: Bytes per element of Transformer Engine's FP8 cast-transpose kernel: it reads a BF16
+#: tensor and writes its FP8 copy and the FP8 transpose (or column-wise copy) the other GEMM
+#: of the pair needs (2 + 1 + 1). Delayed scaling takes last step's amax and fuses this
+#: step's into the cast; current scaling reads the tensor once more for its amax first (+2);
+#: blockwise scales are computed in the pass; MXFP8 adds one E8M0 scale per 32 elements for
+#: each of the two copies (2 / 32).
 FP8_CAST_TRANSPOSE_BYTES = 4
+FP8_RECIPE_CAST_BYTES = {"delayed": 4.0, "current": 6.0, "blockwise": 4.0, "mxfp8": 4.0625}
 
 #: GEMMs whose FP8 input comes fused out of the kernel before them in Transformer Engine: the
 #: norm of ``LayerNormLinear``/``LayerNormMLP`` writes qkv's and fc1's, the MLP activation
@@ -187,7 +191,9 @@ FP8_CAST_TRANSPOSE_BYTES = 4
 _FP8_FUSED_INPUT = frozenset(("q", "k", "v", "qkv", "q_a", "q_b", "kv_a", "kv_b", "fc1", "fc2"))
 
 
-def _fp8_casts(name: str, m: int, k: int, n: int, micro_batches: int) -> OpCost:
+def _fp8_casts(
+    name: str, m: int, k: int, n: int, micro_batches: int, recipe: str = "delayed"
+) -> OpCost:
     """The FP8 kernels around one GEMM, per micro-batch (forward, backward by its factor).
 
     Forward: the weight's cast-transpose once per step (the FP8 weight is cached across
@@ -195,10 +201,11 @@ def _fp8_casts(name: str, m: int, k: int, n: int, micro_batches: int) -> OpCost:
     wrote it. Backward: the output gradient's cast-transpose (the data- and weight-gradient
     GEMMs read it as FP8).
     """
-    fwd = FP8_CAST_TRANSPOSE_BYTES * k * n / max(micro_batches, 1)
+    per_element = FP8_RECIPE_CAST_BYTES[recipe]
+    fwd = per_element * k * n / max(micro_batches, 1)
     if name not in _FP8_FUSED_INPUT:
-        fwd += FP8_CAST_TRANSPOSE_BYTES * m * k
-    bwd = FP8_CAST_TRANSPOSE_BYTES * m * n
+        fwd += per_element * m * k
+    bwd = per_element * m * n
     fwd_bytes = max(round(fwd), 1)
     return OpCost(f"{name}_fp8_cast", "vector", 0, fwd_bytes, bwd_bytes_factor=bwd / fwd_bytes)
 
@@ -222,7 +229,7 @@ def layer_cost(model: ModelSpec, plan: ParallelPlan, moe: bool) -> LayerCost:
         # its cast kernels; the router stays in higher precision (Megatron-Core's default).
         if fp8 and name != "router":
             ops.append(_gemm(name, m, k, n, in_bytes=1))
-            ops.append(_fp8_casts(name, m, k, n, plan.num_micro_batches))
+            ops.append(_fp8_casts(name, m, k, n, plan.num_micro_batches, plan.fp8_recipe))
         else:
             ops.append(_gemm(name, m, k, n))
 
@@ -257,10 +264,16 @@ def layer_cost(model: ModelSpec, plan: ParallelPlan, moe: bool) -> LayerCost:
             ops.append(OpCost(f"experts_{proj.name}", "gemm", flops, size, shape))
             if fp8:
                 casts = _fp8_casts(
-                    f"experts_{proj.name}", routed_tokens, k_in, n_out, plan.num_micro_batches
+                    f"experts_{proj.name}",
+                    routed_tokens,
+                    k_in,
+                    n_out,
+                    plan.num_micro_batches,
+                    plan.fp8_recipe,
                 )
                 # Every local expert's weight is cast, not one: scale the weight part.
-                extra = FP8_CAST_TRANSPOSE_BYTES * k_in * n_out * (local_experts - 1)
+                per_element = FP8_RECIPE_CAST_BYTES[plan.fp8_recipe]
+                extra = per_element * k_in * n_out * (local_experts - 1)
                 extra_fwd = round(extra / max(plan.num_micro_batches, 1))
                 ops.append(
                     replace(

@@ -105,6 +105,11 @@ class ParallelPlan(BaseModel):
         "computing on (Megatron's 1F1B exchanges); otherwise sends overlap the next compute",
     )
     dtype: Literal["bf16", "fp16", "fp8"] = Field("bf16", description="compute dtype")
+    fp8_recipe: Literal["delayed", "current", "blockwise", "mxfp8"] = Field(
+        "delayed",
+        description="FP8 scaling (Transformer Engine): per-tensor delayed (its default) or "
+        "current scaling, blockwise scales (DeepSeek-V3's 1x128/128x128), or MXFP8 (Blackwell)",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -56,6 +56,13 @@ def add_workload_flags(parser: argparse.ArgumentParser) -> None:
         default="bf16",
         help="compute precision of the plan (default bf16)",
     )
+    parser.add_argument(
+        "--fp8-recipe",
+        choices=("delayed", "current", "blockwise", "mxfp8"),
+        default="delayed",
+        help="FP8 scaling with --precision fp8: Transformer Engine's delayed (default) or "
+        "current per-tensor scaling, blockwise (DeepSeek-V3), mxfp8 (Blackwell only)",
+    )
     parser.add_argument("--gpus", type=positive_int, help="GPU count; dp = gpus / (tp*pp*cp)")
     parser.add_argument("--dp", type=positive_int, help="data-parallel size (instead of --gpus)")
     parser.add_argument("--tp", type=positive_int, default=1, help="tensor-parallel size")
@@ -212,6 +219,7 @@ def workload_from_args(args: argparse.Namespace) -> tuple[models.ModelSpec, mode
         "overlap_tp_comm": args.tp_comm_overlap,
         "pipeline_scatter_gather": not args.no_pipeline_scatter_gather,
         "dtype": args.precision,
+        "fp8_recipe": args.fp8_recipe,
     }
     # --zero left out is the default stage, so --distributed-optimizer alone means stage 1
     # while an explicit --zero 0 with it is refused as a contradiction.

@@ -93,3 +93,23 @@ def test_fp8_speedup_stays_under_the_peak_ratio() -> None:
     ).step_time_s
     peak_ratio = system.device_spec.peak_flops("fp8") / system.device_spec.peak_flops("bf16")
     assert 1.0 < bf16 / fp8 < peak_ratio
+
+
+def test_fp8_recipes_cost_what_their_kernels_move_and_need_their_hardware() -> None:
+    from trainsim.engine import SystemConfigError
+
+    model = model_preset("llama3-8b")
+    plan = ParallelPlan.for_gpus(64, tp=2, global_batch_size=256, dtype="fp8")
+    h100 = cluster_system("h100-sxm", 64)
+    steps = {
+        recipe: predict(model, plan.model_copy(update={"fp8_recipe": recipe}), h100).step_time_s
+        for recipe in ("delayed", "current", "blockwise")
+    }
+    # Current scaling reads each tensor once more for its amax; blockwise scales in the pass.
+    assert steps["current"] > steps["delayed"] == steps["blockwise"]
+    mxfp8 = plan.model_copy(update={"fp8_recipe": "mxfp8"})
+    with pytest.raises(SystemConfigError, match="fp8_recipe='mxfp8' does not run on h100-sxm"):
+        predict(model, mxfp8, h100)
+    assert predict(model, mxfp8, cluster_system("b200", 64)).step_time_s > 0
+    with pytest.raises(SystemConfigError, match="a100-80gb has none"):
+        predict(model, plan, cluster_system("a100-80gb", 64))
