@@ -11,24 +11,28 @@ def pipeline_schedule(
     """Order in which ``stage`` runs ``("fwd"|"bwd", micro_batch, chunk)`` steps.
 
     1F1B when ``num_chunks == 1``: ``p - stage - 1`` warm-up forwards, then one forward and one
-    backward alternately, then the remaining backwards. Interleaved (Megatron-LM): forwards go
-    through chunks in groups of ``p`` micro-batches, with ``2(p - stage - 1) + (v - 1)p``
-    warm-up forwards; backwards visit chunks in reverse.
+    backward alternately, then the remaining backwards. Interleaved (Megatron-Core): forwards
+    go through chunks in groups of ``p`` micro-batches (a shorter last group when ``p`` does
+    not divide them), with ``2(p - stage - 1) + (v - 1)p`` warm-up forwards; backwards visit
+    chunks in reverse.
     """
     p, m, v = num_stages, num_micro_batches, num_chunks
     total = m * v
+    # Megatron-Core's schedule table (``get_schedule_table``): micro-batches in groups of
+    # ``p``, each group through every chunk before the next; the last group takes what is
+    # left, so the number of micro-batches need not be a multiple of ``p``.
+    table: list[tuple[int, int]] = []
+    for first in range(0, m, p):
+        group = range(first, min(first + p, m))
+        table.extend((mb, chunk) for chunk in range(v) for mb in group)
 
     def fwd(k: int) -> tuple[str, int, int]:
-        if v == 1:
-            return ("fwd", k, 0)
-        group, within = divmod(k, p * v)
-        return ("fwd", group * p + within % p, (within // p) % v)
+        mb, chunk = table[k]
+        return ("fwd", mb, chunk)
 
     def bwd(k: int) -> tuple[str, int, int]:
-        if v == 1:
-            return ("bwd", k, 0)
-        group, within = divmod(k, p * v)
-        return ("bwd", group * p + within % p, v - 1 - (within // p) % v)
+        mb, chunk = table[k]
+        return ("bwd", mb, v - 1 - chunk)
 
     warmup = p - stage - 1 if v == 1 else 2 * (p - stage - 1) + (v - 1) * p
     warmup = min(warmup, total)

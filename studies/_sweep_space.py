@@ -3,13 +3,13 @@
 A ``SearchSpace`` lists the values each plan dimension may take; ``enumerate_plans`` walks their
 product for one model and GPU count and keeps the plans that the model admits (``check_plan``):
 ``dp`` is what the GPU count leaves after ``tp x pp x cp``. When ``num_layers`` does not split
-evenly over ``pp`` stages, the plan gives the first and last stages fewer layers (Llama 3 405B
-runs 126 layers on 16 stages as 7 + 14 x 8 + 7) rather than being dropped. The plans it drops
-are counted by the reason their check gave.
+evenly over ``pp`` stages, the plan takes the balanced layout of ``models.stage_layer_counts``
+(Llama 3 405B runs 126 layers on 16 stages as 7 + 14 x 8 + 7) rather than being dropped. The
+plans it drops are counted by the reason their check gave.
 
 Every plan of a space runs one global batch, so that step times compare: the space's
-``global_batch_size``, or else the one ``resolve_global_batch`` chooses (about
-``DEFAULT_BATCH_TOKENS`` tokens, rounded up so that every plan of the space can run it).
+``global_batch_size``, or else the one ``resolve_global_batch`` chooses (the fewest sequences,
+a power of two, holding ``DEFAULT_BATCH_TOKENS`` tokens).
 """
 
 from __future__ import annotations
@@ -221,15 +221,15 @@ def _build(
 def _batch_step(gpus: int, fields: dict[str, Any]) -> int | None:
     """The smallest global batch the plan of ``fields`` can run; its valid batches are multiples.
 
-    ``micro_batch_size x dp`` sequences per micro-batch round, and the interleaved schedule
-    also needs the number of micro-batches to be a multiple of ``pp``. None when ``gpus`` does
-    not split over ``tp x pp x cp``.
+    ``micro_batch_size x dp`` sequences per micro-batch round (the interleaved schedule, as
+    Megatron-Core's schedule table runs it, takes any number of micro-batches). None when
+    ``gpus`` does not split over ``tp x pp x cp``.
     """
     model_parallel = fields["tp"] * fields["pp"] * fields["cp"]
     if gpus % model_parallel:
         return None
     step: int = fields["micro_batch_size"] * (gpus // model_parallel)
-    return step * fields["pp"] if fields["vpp"] > 1 else step
+    return step
 
 
 def resolve_global_batch(model: ModelSpec, gpus: int, space: SearchSpace) -> GlobalBatch:

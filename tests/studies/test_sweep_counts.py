@@ -97,7 +97,7 @@ def test_every_plan_of_a_space_runs_one_global_batch(
     assert len(plans) + sum(reasons.values()) == space.size()
     target = math.ceil(DEFAULT_BATCH_TOKENS / seq_len)
     power = 1 << (target - 1).bit_length()
-    steps = [p.micro_batch_size * p.dp * (p.pp if p.vpp > 1 else 1) for p, _ in plans]
+    steps = [p.micro_batch_size * p.dp for p, _ in plans]
     batch_reasons = [why for why in reasons if any(word in why for word in _BATCH_REASONS)]
     if batch.sequences == power:
         # What a real run fixes: the fewest sequences at or above the target, a power of
@@ -204,10 +204,8 @@ def test_invalid_reason_drops_the_numbers_of_real_check_errors() -> None:
         check_plan(_tiny(), ParallelPlan(tp=3))
     assert invalid_reason(heads.value) == "num_heads is not divisible by tp"
     with pytest.raises(InvalidPlanError) as interleaved:
-        plan_from_mapping({"pp": 4, "vpp": 2, "global_batch_size": 6})
-    assert invalid_reason(interleaved.value) == (
-        "interleaved schedule needs the number of micro-batches to be a multiple of pp"
-    )
+        plan_from_mapping({"pp": 1, "vpp": 2})
+    assert invalid_reason(interleaved.value) == "vpp needs pp > 1"
     with pytest.raises(InvalidPlanError) as gpus:
         ParallelPlan.for_gpus(12, tp=8)
     assert invalid_reason(gpus.value) == "gpus must be a positive multiple of tp*pp*cp"
