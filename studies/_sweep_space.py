@@ -77,7 +77,12 @@ class SearchSpace(BaseModel):
     pp: list[int] = Field(default_factory=lambda: [1, 2, 4, 8, 16], min_length=1)
     cp: list[int] = Field(default_factory=lambda: [1], min_length=1)
     ep: list[int] = Field(default_factory=lambda: [1], min_length=1)
-    vpp: list[int] = Field(default_factory=lambda: [1], min_length=1)
+    vpp: list[int] = Field(
+        default_factory=lambda: [1, 2],
+        min_length=1,
+        description="virtual chunks per pipeline stage (interleaving depths); a plan without "
+        "pipeline parallelism is tried with 1 only",
+    )
     micro_batch_size: list[int] = Field(default_factory=lambda: [1, 2], min_length=1)
     zero_stage: list[ZeroStage] = Field(default_factory=lambda: _ZERO_DEFAULT[:], min_length=1)
     recompute: list[Recompute] = Field(default_factory=lambda: _RECOMPUTE_DEFAULT[:], min_length=1)
@@ -194,6 +199,10 @@ def _combos(model: ModelSpec, space: SearchSpace) -> Iterator[dict[str, Any]]:
             if False in space.sequence_parallel:
                 continue
             fields["sequence_parallel"] = False
+        if fields["vpp"] > 1 and fields["pp"] == 1 and 1 in space.vpp:
+            # Interleaving needs a pipeline: without one it is the plan with vpp=1, tried once
+            # (without 1 in the space it is counted invalid by the plan's own check).
+            continue
         # Layers that pp x vpp does not divide take the plan's balanced layout
         # (models.stage_layer_counts); with uneven_stages off such a plan is invalid.
         fields["even_stages_only"] = not space.uneven_stages

@@ -31,6 +31,7 @@ _TINY = {
 _SPACE: dict[str, Any] = {
     "tp": [1, 2, 4],
     "pp": [1, 2, 4],
+    "vpp": [1],
     "micro_batch_size": [1, 2],
     "recompute": ["none", "full"],
     "zero_stage": [0, 1],
@@ -52,7 +53,9 @@ def _by_key(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def test_uneven_stages_let_llama3_405b_use_16_stages() -> None:
     model = model_preset("llama3-405b")
-    space = SearchSpace(tp=[8], pp=[16], micro_batch_size=[1], zero_stage=[1], recompute=["full"])
+    space = SearchSpace(
+        tp=[8], pp=[16], vpp=[1], micro_batch_size=[1], zero_stage=[1], recompute=["full"]
+    )
     plans, invalid = enumerate_plans(model, 16384, space)
     assert invalid == {} and len(plans) == 1
     plan = plans[0][0]
