@@ -1,14 +1,23 @@
 """Building the Chakra ET from selected units, Kineto timing and process groups.
 
-Nodes are written in start order and every dependency points to a node written earlier, so
-the graph is acyclic by construction. Dependencies: program order per thread and per GPU
-stream, data dependencies through tensor ids (and through the storage a collective writes),
-and cross-thread links where the timeline shows a thread idle until another one finished.
+Nodes are wired in start order, then written in a topological order that keeps it where it
+can. Dependencies: program order per thread and per GPU stream, data dependencies through
+tensor ids (and through the storage a collective writes), and cross-thread links where the
+timeline shows a thread idle until another one finished.
+
+With GPU work in the Kineto trace, the host thread does not wait for the kernels and
+collectives it issues: a kernel depends on the op that launched it, the work before it on
+its stream and the work on other streams it waited for (``_gpu_deps``); a collective on its
+issue, its NCCL stream and the same waits. A host op waits for the GPU only where it called a
+blocking runtime function: it is split there, and the part after the call (``<op> [<call>]``,
+attribute ``sync_of``) depends on the GPU work the call waited for, with the CPU time after
+that work finished as its duration (the blocked time is ``gpu_wait_us``).
 """
 
 from __future__ import annotations
 
 import bisect
+import heapq
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,9 +26,10 @@ from trainsim.chakra_et._graph import ETGraph, new_metadata
 from trainsim.chakra_et.convert._backend_spans import worker_thread
 from trainsim.chakra_et.convert._collectives import comm_size_bytes, p2p_peer_and_tag
 from trainsim.chakra_et.convert._gloo_threads import GroupSequences, infer_thread_groups
+from trainsim.chakra_et.convert._gpu_deps import GpuSchedule, gpu_schedule
 from trainsim.chakra_et.convert._host_et import HostOp, iter_tensors
 from trainsim.chakra_et.convert._kineto import KinetoEvent, KinetoTrace
-from trainsim.chakra_et.convert._link import HostKinetoLink
+from trainsim.chakra_et.convert._link import LAUNCH_SKEW_US, HostKinetoLink
 from trainsim.chakra_et.convert._process_groups import ProcessGroups
 from trainsim.chakra_et.convert._report import ConversionReport
 from trainsim.chakra_et.convert._units import Unit
@@ -78,6 +88,12 @@ class _Node:
     launcher: Unit | None = None
     et_id: int = -1
     deps: list[int] = field(default_factory=list)
+    # GPU-side predecessors (stream order, cross-stream waits, or what a host sync waited for).
+    gpu_deps: list[_Node] = field(default_factory=list)
+    # A GPU-timed collective: where its c10d op's CPU span ended (its issue on the thread).
+    issue_end_us: float | None = None
+    # The report entry of a communication node, given its written duration at the end.
+    record: dict[str, Any] | None = None
 
 
 def _pg_name(
@@ -87,6 +103,9 @@ def _pg_name(
     thread_groups: dict[int | str, str],
 ) -> tuple[str, str]:
     """The group of a comm unit and how it was found."""
+    kineto_pg = unit.op.attrs.get("kineto_pg_name")
+    if isinstance(kineto_pg, str):
+        return kineto_pg, "NCCL metadata"
     pc = unit.param_comms
     if pc is not None:
         name = pc.attrs.get("pg_name")
@@ -137,29 +156,108 @@ def build_graph(
         else:
             node.order_key = (fallback_ts, unit.op.rf_id, index)
         node_of_unit[id(unit)] = node
+    gpu_mode = False
     if kineto is not None and link is not None:
-        for gpu in _gpu_nodes(kineto, link, units, node_of_unit, report):
+        gpu_list, node_of_event = _gpu_nodes(kineto, link, units, node_of_unit, report)
+        acausal = 0
+        for gpu in gpu_list:
             launcher = node_of_unit.get(id(gpu.launcher)) if gpu.launcher is not None else None
+            if (
+                launcher is not None
+                and launcher.start_us is not None
+                and gpu.start_us is not None
+                and launcher.start_us > gpu.start_us + LAUNCH_SKEW_US
+            ):
+                # Started before the op said to launch it: old Kineto reuses correlation ids,
+                # and such a link is wrong. The kernel keeps its stream order only.
+                gpu.launcher, launcher = None, None
+                acausal += 1
             if launcher is not None and gpu.order_key < launcher.order_key:
                 # Device and host clocks can disagree by microseconds; a kernel still
                 # comes after the op that launched it.
                 gpu.order_key = (launcher.order_key[0], gpu.order_key[1], gpu.order_key[2])
             nodes.append(gpu)
+        if acausal:
+            report.warnings.append(
+                f"{acausal} GPU event(s) started before the host op linked as their launcher; "
+                "those links were dropped (the events keep their stream order)"
+            )
+        if node_of_event:
+            gpu_mode = True
+            schedule = gpu_schedule(kineto)
+            _gpu_edges(kineto, schedule, node_of_event)
+            nodes.extend(_sync_nodes(schedule, link, units, node_of_unit, node_of_event, report))
     if options.host_gaps and kineto is not None and kineto.profiler_steps and link is not None:
         tail = _step_edges(nodes, kineto.profiler_steps[-1])
         if tail is not None:
             nodes.append(tail)
     nodes.sort(key=lambda n: n.order_key)
     graph = ETGraph(new_metadata(options.schema_version))
-    _wire(nodes, node_of_unit, options)
+    _wire(nodes, node_of_unit, options, gpu_mode)
+    if gpu_mode:  # only GPU-side dependencies can point forwards
+        nodes = _topological(nodes, report)
     finish_us: list[int] = []
     for et_id, node in enumerate(nodes):
         duration_us = max(0, round(node.duration_us))
         # Nodes are in topological order: the critical path is one pass over them.
         finish_us.append(max([finish_us[d] for d in node.deps], default=0) + duration_us)
         graph.add(_make_node(et_id, node, duration_us))
+        if node.record is not None:
+            # The report gives the figure written to the ET, not an intermediate one.
+            node.record["duration_us"] = duration_us
     report.critical_path_us = max(finish_us, default=0)
     return graph
+
+
+def _topological(nodes: list[_Node], report: ConversionReport) -> list[_Node]:
+    """Reorder wired nodes so every dependency comes first, keeping start order where it can
+    (a host sync depends on GPU work that started after the host op), and renumber them.
+
+    Only GPU-side dependencies point forwards, so a cycle always holds one; where timestamps
+    disagree that much (traces linked by name and order) those edges are dropped and
+    counted in a warning instead."""
+    if all(d < n.et_id for n in nodes for d in n.deps):
+        return nodes
+    waiting = [len(n.deps) for n in nodes]
+    dependents: list[list[int]] = [[] for _ in nodes]
+    for node in nodes:
+        for dep in node.deps:
+            dependents[dep].append(node.et_id)
+    ready = [i for i, count in enumerate(waiting) if count == 0]
+    heapq.heapify(ready)
+    order: list[int] = []
+    done = [False] * len(nodes)
+    dropped = 0
+    while len(order) < len(nodes):
+        if not ready:
+            # The first node still waiting waits only for later nodes: cut those edges.
+            stuck = next(i for i, finished in enumerate(done) if not finished)
+            kept = [d for d in nodes[stuck].deps if done[d]]
+            dropped += len(nodes[stuck].deps) - len(kept)
+            for dep in nodes[stuck].deps:
+                if not done[dep]:
+                    dependents[dep].remove(stuck)
+            nodes[stuck].deps = kept
+            waiting[stuck] = 0
+            heapq.heappush(ready, stuck)
+        index = heapq.heappop(ready)
+        order.append(index)
+        done[index] = True
+        for dependent in dependents[index]:
+            waiting[dependent] -= 1
+            if waiting[dependent] == 0:
+                heapq.heappush(ready, dependent)
+    if dropped:
+        report.warnings.append(
+            f"{dropped} GPU-side dependencies dropped: with them the graph had a cycle "
+            "(host and GPU timestamps disagree)"
+        )
+    new_id = {old: new for new, old in enumerate(order)}
+    out = [nodes[old] for old in order]
+    for node in out:
+        node.et_id = new_id[node.et_id]
+        node.deps = [new_id[d] for d in node.deps]
+    return out
 
 
 def _make_node(et_id: int, node: _Node, duration_us: int) -> Node:
@@ -235,7 +333,8 @@ def _unit_node(
     spec = unit.spec
     assert spec is not None
     pg_name, pg_source = _pg_name(unit, groups, link, thread_groups)
-    size = comm_size_bytes(op, spec)
+    known_size = op.attrs.get("kineto_comm_bytes")  # a Kineto-only trace's NCCL metadata
+    size = known_size if isinstance(known_size, int) else comm_size_bytes(op, spec)
     attrs["comm_size"] = size
     attrs["pg_name"] = pg_name
     record: dict[str, Any] = {
@@ -292,7 +391,8 @@ def _unit_node(
         node.in_chain = all(s.tid == span.tid for s in backend_spans if span is not None)
     elif unit.backend and link is None:
         node.duration_us = max([node.duration_us, *(b.duration_us or 0.0 for b in unit.backend)])
-    record["duration_us"] = round(node.duration_us, 3)
+    record["duration_us"] = round(node.duration_us)
+    node.record = record
     (report.collectives if spec.kind == "coll" else report.p2p).append(record)
     return node
 
@@ -303,24 +403,30 @@ def _gpu_nodes(
     units: list[Unit],
     node_of_unit: dict[int, _Node],
     report: ConversionReport,
-) -> list[_Node]:
-    """One node per GPU kernel/memcpy/memset; a communication kernel times its collective."""
-    unit_of_op: dict[int, Unit] = {}
-    for owner in units:
-        for member in (*owner.members, *owner.backend):
-            unit_of_op[member.id] = owner
+) -> tuple[list[_Node], dict[int, _Node]]:
+    """One node per GPU kernel/memcpy/memset; a communication kernel times its collective.
+
+    Returns the new nodes and the node of every GPU event that has one (a collective's
+    first kernel maps to the collective)."""
+    unit_of_op = _unit_of_op(units)
     out: list[_Node] = []
+    node_of_event: dict[int, _Node] = {}
     for index, event in enumerate(kineto.gpu_events):
         report.device_events_in += 1
         launcher_op = link.launcher_of.get(index)
         unit = unit_of_op.get(launcher_op) if launcher_op is not None else None
         if unit is not None and unit.kind == "comm":
             node = node_of_unit[id(unit)]
-            if node.stream is None:
+            if node.stream is None and event.stream is not None:
+                node.issue_end_us = node.end_us
                 node.duration_us = event.dur_us
                 node.stream = event.stream
                 node.in_chain = False
                 node.end_us = event.end_us
+                node.attrs["stream"] = event.stream
+                if node.record is not None:
+                    node.record["stream"] = event.stream
+                node_of_event[index] = node
                 report.device_fates["timed its collective"] += 1
                 continue
         if unit is None:
@@ -330,6 +436,97 @@ def _gpu_nodes(
             continue
         report.device_fates["emitted"] += 1
         out.append(_kernel_node(event, index, unit))
+        node_of_event[index] = out[-1]
+    return out, node_of_event
+
+
+def _unit_of_op(units: list[Unit]) -> dict[int, Unit]:
+    """The unit every host op (folded members and backend spans included) belongs to."""
+    unit_of_op: dict[int, Unit] = {}
+    for owner in units:
+        for member in (*owner.members, *owner.backend):
+            unit_of_op[member.id] = owner
+    return unit_of_op
+
+
+def _gpu_edges(kineto: KinetoTrace, schedule: GpuSchedule, node_of_event: dict[int, _Node]) -> None:
+    """Give each GPU node the node before it on its stream and the nodes it waited for.
+
+    Events without a node (launched outside the host trace) are skipped over on a stream:
+    the previous node is the last one written for that stream."""
+    last_written: dict[int, _Node] = {}
+    for index, event in enumerate(kineto.gpu_events):
+        node = node_of_event.get(index)
+        stream = event.stream
+        if node is None or stream is None:
+            continue
+        previous = last_written.get(stream)
+        if previous is not None and previous is not node:
+            node.gpu_deps.append(previous)
+        for waited in schedule.waits.get(index, ()):
+            other = node_of_event.get(waited)
+            if other is not None and other is not node and other not in node.gpu_deps:
+                node.gpu_deps.append(other)
+        last_written[stream] = node
+
+
+def _sync_nodes(
+    schedule: GpuSchedule,
+    link: HostKinetoLink,
+    units: list[Unit],
+    node_of_unit: dict[int, _Node],
+    node_of_event: dict[int, _Node],
+    report: ConversionReport,
+) -> list[_Node]:
+    """Split every host op that blocked on the GPU at its first blocking call (module
+    docstring); return the nodes of the parts after the calls."""
+    unit_of_op = _unit_of_op(units)
+    blocked: dict[int, tuple[_Node, float, list[_Node], str]] = {}
+    for sync in schedule.syncs:
+        call = sync.call
+        op_id = link.enclosing_op(call.tid, call.ts_us)
+        unit = unit_of_op.get(op_id) if op_id is not None else None
+        if unit is None:
+            report.gpu_syncs["ignored: not inside a host op of the trace"] += 1
+            continue
+        node = node_of_unit[id(unit)]
+        if unit.kind != "comp" or node.start_us is None or node.end_us is None:
+            # A collective's own syncs are part of its execution.
+            report.gpu_syncs[f"ignored: inside a {unit.kind} node"] += 1
+            continue
+        waits = [node_of_event[i] for i in sync.waits if i in node_of_event]
+        if not waits:
+            report.gpu_syncs["no GPU work left to wait for"] += 1
+            continue
+        report.gpu_syncs[f"host op waits for the GPU ({call.name})"] += 1
+        entry = blocked.get(id(node))
+        if entry is None:
+            blocked[id(node)] = (node, call.ts_us, waits, call.name)
+        else:
+            merged = entry[2] + [w for w in waits if w not in entry[2]]
+            blocked[id(node)] = (node, min(entry[1], call.ts_us), merged, entry[3])
+    out: list[_Node] = []
+    for node, call_ts, waits, call_name in blocked.values():
+        assert node.unit is not None and node.start_us is not None and node.end_us is not None
+        split_us = min(max(call_ts, node.start_us), node.end_us)
+        gpu_end = max(w.end_us if w.end_us is not None else split_us for w in waits)
+        resume_us = min(max(split_us, gpu_end), node.end_us)
+        op = node.unit.op
+        after = _Node(
+            Unit(HostOp(-1, f"{op.name} [{call_name}]", -1, tid=op.tid), "comp", members=[]),
+            f"{op.name} [{call_name}]",
+            _COMP_NODE,
+            split_us,
+            node.end_us,
+            node.end_us - resume_us,
+            node.thread,
+            (split_us, node.order_key[1], node.order_key[2]),
+            {"is_cpu_op": True, "sync_of": op.id, "gpu_wait_us": round(resume_us - split_us)},
+        )
+        after.gpu_deps = waits
+        node.end_us = split_us
+        node.duration_us = split_us - node.start_us
+        out.append(after)
     return out
 
 
@@ -364,35 +561,46 @@ def _tensors(values: list[Any], types: list[Any]) -> list[tuple[int, int]]:
     return found
 
 
-def _wire(nodes: list[_Node], node_of_unit: dict[int, _Node], options: BuildOptions) -> None:
-    """Give every node its id and dependencies; all point backwards in ``nodes`` order."""
+def _wire(
+    nodes: list[_Node], node_of_unit: dict[int, _Node], options: BuildOptions, gpu_mode: bool
+) -> None:
+    """Give every node its id and dependencies. Host-side dependencies point backwards in
+    ``nodes`` order; GPU-side ones (``gpu_mode``: the trace has GPU work) may point forwards
+    (a host sync on work that started later), which ``_topological`` then resolves."""
+    for index, node in enumerate(nodes):
+        node.et_id = index
     last_on_thread: dict[ThreadKey, _Node] = {}
     last_on_stream: dict[int, _Node] = {}
     writer: dict[int, _Node] = {}
     comm_storage: dict[int, _Node] = {}
+    issued_until: dict[ThreadKey, float] = {}  # CPU end of the last GPU collective's issue
     ends: list[tuple[float, int]] = []  # (end time, index) of timed host nodes, for waits
     for index, node in enumerate(nodes):
-        node.et_id = index
         deps: list[int] = []
         unit = node.unit
         if unit is None:  # a GPU event
             launcher = node_of_unit.get(id(node.launcher)) if node.launcher else None
-            if launcher is not None and launcher.et_id >= 0:
+            if launcher is not None:
                 deps.append(launcher.et_id)
-            prev = last_on_stream.get(node.stream if node.stream is not None else -1)
-            if prev is not None:
-                deps.append(prev.et_id)
-            last_on_stream[node.stream if node.stream is not None else -1] = node
-            node.deps = list(dict.fromkeys(deps))
+            if gpu_mode:
+                deps.extend(d.et_id for d in node.gpu_deps)
+            else:
+                prev = last_on_stream.get(node.stream if node.stream is not None else -1)
+                if prev is not None:
+                    deps.append(prev.et_id)
+                last_on_stream[node.stream if node.stream is not None else -1] = node
+            node.deps = [d for d in dict.fromkeys(deps) if d != index]
             continue
         if unit.kind == "metadata":
             continue
         thread = node.thread
         assert thread is not None
+        # On a GPU the thread only issues a collective; its buffers are ordered on streams.
+        on_gpu = gpu_mode and node.stream is not None
         prev = last_on_thread.get(thread)
         if prev is not None:
             deps.append(prev.et_id)
-        if node.stream is not None:
+        if node.stream is not None and not gpu_mode:
             prev_stream = last_on_stream.get(node.stream)
             if prev_stream is not None:
                 deps.append(prev_stream.et_id)
@@ -411,6 +619,9 @@ def _wire(nodes: list[_Node], node_of_unit: dict[int, _Node], options: BuildOpti
         # is on this thread: the idle time before it counts the same way.
         if node.start_us is not None and (node.in_chain or unit.kind == "comm"):
             gap_start = prev.end_us if prev is not None and prev.end_us is not None else None
+            issued = issued_until.get(thread)
+            if issued is not None and (gap_start is None or issued > gap_start):
+                gap_start = issued
             waited = _waited_on(nodes, ends, thread, gap_start, node.start_us)
             if waited is not None:
                 deps.append(waited.et_id)
@@ -430,15 +641,24 @@ def _wire(nodes: list[_Node], node_of_unit: dict[int, _Node], options: BuildOpti
                     # Python work before issuing a collective: the op before it on the thread
                     # carries it, so the collective is still issued when it was.
                     _add_host_gap(prev, gap_us, "host_gap_after_us")
-        for tensor, _ in _tensors(op.outputs, op.output_types):
-            writer[tensor] = node
-        if unit.kind == "comm":
+            if on_gpu and node.issue_end_us is not None:
+                # The c10d op's own CPU time (enqueueing the kernel) stays on the thread,
+                # carried by the op before it; the collective itself runs on the GPU.
+                issue_us = node.issue_end_us - node.start_us
+                if options.host_gaps and issue_us > 0 and prev is not None and _is_host_comp(prev):
+                    _add_host_gap(prev, issue_us, "host_gap_after_us")
+                issued_until[thread] = node.issue_end_us
+        deps.extend(d.et_id for d in node.gpu_deps)
+        if not on_gpu:  # a GPU collective's results are ordered by streams, not on the host
+            for tensor, _ in _tensors(op.outputs, op.output_types):
+                writer[tensor] = node
+        if unit.kind == "comm" and not on_gpu:
             for tensor, storage in inputs:
                 writer[tensor] = node  # collectives write their buffers in place
                 comm_storage[storage] = node
         if node.in_chain:
             last_on_thread[thread] = node
-        if node.end_us is not None:
+        if node.end_us is not None and not on_gpu:
             bisect.insort(ends, (node.end_us, index))
         node.deps = [d for d in dict.fromkeys(deps) if d != index]
 
@@ -466,6 +686,7 @@ def _step_edges(nodes: list[_Node], step: KinetoEvent) -> _Node | None:
         n
         for n in nodes
         if n.thread == thread
+        and n.stream is None  # a GPU-timed collective ends on the GPU, not on the thread
         and n.start_us is not None
         and n.end_us is not None
         and step.ts_us <= n.start_us <= step.end_us

@@ -17,6 +17,7 @@ from trainsim.chakra_et.schema import CollectiveCommType
 __all__ = [
     "COMM_OPS",
     "CommSpec",
+    "backend_comm_spec",
     "backend_family",
     "comm_size_bytes",
     "comm_spec",
@@ -81,6 +82,18 @@ def comm_spec(name: str) -> CommSpec | None:
     return COMM_OPS.get(name[len("c10d::") :])
 
 
+def backend_comm_spec(name: str) -> CommSpec | None:
+    """The spec of a backend span (``nccl:all_reduce``, ``nccl:_all_gather_base``) taken as
+    the collective itself, where the trace recorded no c10d op for it."""
+    if not is_backend_op(name):
+        return None
+    family = backend_family(name)
+    exact = [spec for spec in COMM_OPS.values() if spec.family == family]
+    if exact:
+        return exact[0]
+    return next((spec for spec in COMM_OPS.values() if compatible(spec, f"x:{family}")), None)
+
+
 def is_backend_op(name: str) -> bool:
     """Whether a span is a backend's view of a collective (``gloo:*``, ``nccl:*``)."""
     return name.startswith(("gloo:", "nccl:", "mpi:", "ucc:")) and not name.startswith(
@@ -89,8 +102,10 @@ def is_backend_op(name: str) -> bool:
 
 
 def backend_family(name: str) -> str:
-    """``gloo:all_reduce`` -> ``all_reduce``."""
-    return name.split(":", 1)[1] if ":" in name else name
+    """``gloo:all_reduce`` -> ``all_reduce``; ``nccl:_all_gather_base`` -> ``all_gather``
+    (the ``_base`` variants are the same collective on one flat tensor)."""
+    family = (name.split(":", 1)[1] if ":" in name else name).strip("_")
+    return family[: -len("_base")] if family.endswith("_base") else family
 
 
 def compatible(spec: CommSpec, backend_name: str) -> bool:

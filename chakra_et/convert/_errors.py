@@ -8,6 +8,7 @@ __all__ = [
     "ConversionWarning",
     "HostTraceError",
     "KinetoTraceError",
+    "RunMismatchError",
     "TraceConversionError",
     "UnsupportedSchemaError",
 ]
@@ -27,6 +28,10 @@ class UnsupportedSchemaError(HostTraceError):
 
 class KinetoTraceError(TraceConversionError):
     """A Kineto (chrome trace) device trace that cannot be read."""
+
+
+class RunMismatchError(TraceConversionError):
+    """A host trace and a Kineto trace that are not from the same run (pid, time, matches)."""
 
 
 class ConversionWarning(UserWarning):

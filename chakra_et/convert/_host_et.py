@@ -18,6 +18,7 @@ from typing import Any
 from trainsim.chakra_et.convert._errors import HostTraceError, UnsupportedSchemaError
 
 __all__ = [
+    "ET_PLUS_FIELDS",
     "SUPPORTED_SCHEMAS",
     "HostOp",
     "HostTrace",
@@ -31,6 +32,9 @@ __all__ = [
 SUPPORTED_SCHEMAS: tuple[str, ...] = ("1.0", "1.1")
 _SCHEMA_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)")
 _DURATION_FIELDS = ("exclusive_dur", "dur", "inclusive_dur")
+#: Node fields the Chakra trace linker adds in an "ET+" trace (Kineto merged into the host
+#: ET): kept in ``HostOp.attrs`` so GPU nodes (``cat``) and CPU spans can be read back.
+ET_PLUS_FIELDS = ("cat", "ts", "inclusive_dur", "exclusive_dur", "stream")
 _INT64 = 2**63
 
 
@@ -100,6 +104,8 @@ class HostTrace:
     source: str = "<host trace>"
     pid: int | None = None
     by_id: dict[int, HostOp] = field(default_factory=dict)
+    #: The ``time`` the observer wrote (local wall clock, ``YYYY-MM-DD HH:MM:SS``), if any.
+    recorded_at: str | None = None
 
     def __post_init__(self) -> None:
         if not self.by_id:
@@ -214,6 +220,8 @@ def _parse_new_fast(raw: dict[str, Any]) -> HostOp | None:
         and "exclusive_dur" not in raw
         and "dur" not in raw
         and "inclusive_dur" not in raw
+        and "cat" not in raw
+        and "ts" not in raw
     ):
         return None
     return HostOp(
@@ -244,6 +252,9 @@ def _parse_new(raw: dict[str, Any], source: str) -> HostOp:
         if not isinstance(attr, dict) or not isinstance(attr.get("name"), str):
             raise HostTraceError(f"{source}: node {op_id}: malformed entry in 'attrs': {attr!r}")
         attrs[attr["name"]] = attr.get("value")
+    for key in ET_PLUS_FIELDS:
+        if key in raw:
+            attrs.setdefault(key, raw[key])
     args = []
     for key in ("inputs", "outputs"):
         block = raw.get(key) or {}
@@ -295,7 +306,11 @@ def _parse_old(raw: dict[str, Any], source: str) -> HostOp:
         input_types=_types(raw.get("input_types"), "'input_types'", source, op_id),
         outputs=_list_field(raw.get("outputs"), "'outputs'", source, op_id),
         output_types=_types(raw.get("output_types"), "'output_types'", source, op_id),
-        attrs={k: raw[k] for k in ("op_schema", "seq_id", "fw_parent", "fw_tid") if k in raw},
+        attrs={
+            k: raw[k]
+            for k in ("op_schema", "seq_id", "fw_parent", "fw_tid", *ET_PLUS_FIELDS)
+            if k in raw
+        },
         duration_us=_duration(raw, {}),
     )
 
@@ -323,12 +338,14 @@ def parse_host_trace(document: object, source: str = "<host trace>") -> HostTrac
         by_id[op.id] = op
         ops.append(op)
     pid = document.get("pid")
+    recorded_at = document.get("time")
     return HostTrace(
         schema,
         ops,
         source=source,
         pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
         by_id=by_id,
+        recorded_at=recorded_at if isinstance(recorded_at, str) else None,
     )
 
 

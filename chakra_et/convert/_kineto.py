@@ -14,11 +14,50 @@ from typing import Any
 from trainsim.chakra_et.convert._errors import KinetoTraceError
 from trainsim.chakra_et.convert._host_et import read_json_document
 
-__all__ = ["KinetoEvent", "KinetoTrace", "load_kineto_trace", "parse_kineto_trace"]
+__all__ = [
+    "COMM_ARGS",
+    "SYNC_CALL_NAMES",
+    "KinetoEvent",
+    "KinetoTrace",
+    "load_kineto_trace",
+    "parse_kineto_trace",
+]
 
 _CPU_CATS = frozenset({"cpu_op", "user_annotation", "python_function"})
 _GPU_CATS = frozenset({"kernel", "gpu_memcpy", "gpu_memset", "gpu_user_annotation"})
 _RUNTIME_CATS = frozenset({"cuda_runtime", "cuda_driver", "runtime"})
+#: Arguments that describe a collective (torch >= 2.1 writes them on record_param_comms and
+#: on NCCL kernels); "Input Dims"/"Input type" are the older record_param_comms form.
+COMM_ARGS = (
+    "Collective name",
+    "In msg nelems",
+    "Out msg nelems",
+    "dtype",
+    "Group size",
+    "Process Group Name",
+    "Process Group Description",
+    "Process Group Ranks",
+    "Input Dims",
+    "Input type",
+)
+#: Runtime calls after which the host thread or a stream waits for other GPU work.
+SYNC_CALL_NAMES = frozenset(
+    {
+        "cudaStreamWaitEvent",
+        "cudaStreamSynchronize",
+        "cudaDeviceSynchronize",
+        "cudaEventSynchronize",
+        "cudaMemcpy",
+        "cudaMemcpy2D",
+        "cudaMemcpyFromSymbol",
+        "cudaMemcpyToSymbol",
+        "hipStreamWaitEvent",
+        "hipStreamSynchronize",
+        "hipDeviceSynchronize",
+        "hipEventSynchronize",
+        "hipMemcpy",
+    }
+)
 
 
 @dataclass(slots=True)
@@ -34,6 +73,8 @@ class KinetoEvent:
     external_id: int | None = None
     correlation: int | None = None
     stream: int | None = None
+    #: NCCL metadata the profiler wrote on a collective's kernel or CPU op (``COMM_ARGS``).
+    comm: dict[str, Any] | None = None
 
     @property
     def end_us(self) -> float:
@@ -51,6 +92,22 @@ class KinetoTrace:
     runtime: dict[int, KinetoEvent] = field(default_factory=dict)
     profiler_steps: list[KinetoEvent] = field(default_factory=list)
     distributed_info: dict[str, Any] = field(default_factory=dict)
+    #: Runtime calls that order GPU work (stream waits, synchronisations), in trace order.
+    sync_calls: list[KinetoEvent] = field(default_factory=list)
+    #: Process id of the CPU events (the host trace of the same run has the same one).
+    pid: int | None = None
+    #: Kineto's ``baseTimeNanoseconds`` when it has one (newer traces' clock origin).
+    base_time_ns: int | None = None
+
+    @property
+    def cpu_window_us(self) -> tuple[float, float] | None:
+        """First start and last end of the CPU events, in µs on the trace clock."""
+        if not self.cpu_events:
+            return None
+        return (
+            min(e.ts_us for e in self.cpu_events),
+            max(e.end_us for e in self.cpu_events),
+        )
 
     @property
     def has_rf_ids(self) -> bool:
@@ -88,6 +145,7 @@ def parse_kineto_trace(document: object, source: str = "<kineto trace>") -> Kine
     info = document.get("distributedInfo")
     if isinstance(info, dict):
         trace.distributed_info = info
+    trace.base_time_ns = _opt_int(document.get("baseTimeNanoseconds"))
     for index, raw in enumerate(events):
         if not isinstance(raw, dict):
             raise KinetoTraceError(f"{source}: traceEvents[{index}] is not a JSON object")
@@ -117,15 +175,26 @@ def parse_kineto_trace(document: object, source: str = "<kineto trace>") -> Kine
             correlation=_opt_int(args.get("correlation")),
             stream=_opt_int(args.get("stream")),
         )
+        if ("Collective name" in args or "Input Dims" in args) and (
+            name.startswith(("nccl", "rccl", "c10d::")) or name == "record_param_comms"
+        ):
+            event.comm = {key: args[key] for key in COMM_ARGS if key in args}
         if cat in _CPU_CATS:
             trace.cpu_events.append(event)
+            pid = raw.get("pid")
+            if trace.pid is None and type(pid) is int:
+                trace.pid = pid
             if name.startswith("ProfilerStep#"):
                 trace.profiler_steps.append(event)
         elif cat in _GPU_CATS:
             trace.gpu_events.append(event)
-        elif cat in _RUNTIME_CATS and event.correlation is not None:
-            trace.runtime[event.correlation] = event
+        elif cat in _RUNTIME_CATS:
+            if event.correlation is not None:
+                trace.runtime[event.correlation] = event
+            if name in SYNC_CALL_NAMES:
+                trace.sync_calls.append(event)
     trace.gpu_events.sort(key=lambda e: e.ts_us)
+    trace.profiler_steps.sort(key=lambda e: e.ts_us)  # the last one is the latest step
     return trace
 
 

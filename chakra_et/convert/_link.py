@@ -13,8 +13,11 @@ from collections import defaultdict
 from trainsim.chakra_et.convert._host_et import HostOp, HostTrace
 from trainsim.chakra_et.convert._kineto import KinetoEvent, KinetoTrace
 
-__all__ = ["HostKinetoLink", "link_traces"]
+__all__ = ["LAUNCH_SKEW_US", "HostKinetoLink", "link_launchers", "link_spans", "link_traces"]
 
+#: Host and device timestamps come from different clocks: a kernel may seem to start this
+#: much before the op that launched it.
+LAUNCH_SKEW_US = 50.0
 _UNTIMED_PREFIXES = ("[pytorch|profiler|execution_trace|", "## process_group:init")
 
 
@@ -27,6 +30,16 @@ class HostKinetoLink:
         self.eligible = 0
         self.matched = 0
         self.method = "none"
+        # Linked CPU spans per Kineto thread, sorted by start: (start, end, host op id).
+        self.spans_by_tid: dict[int | str, list[tuple[float, float, int]]] = {}
+        self.starts_by_tid: dict[int | str, list[float]] = {}
+
+    def enclosing_op(self, tid: int | str, ts_us: float) -> int | None:
+        """The innermost linked host op whose span on thread ``tid`` contains ``ts_us``."""
+        spans = self.spans_by_tid.get(tid)
+        if spans is None:
+            return None
+        return _enclosing(spans, self.starts_by_tid[tid], ts_us)
 
     @property
     def match_ratio(self) -> float:
@@ -36,6 +49,28 @@ class HostKinetoLink:
 
 def _eligible(op: HostOp) -> bool:
     return not op.name.startswith(_UNTIMED_PREFIXES)
+
+
+def link_spans(host: HostTrace, spans: dict[int, KinetoEvent], method: str) -> HostKinetoLink:
+    """A link from host op spans found some other way (an ET+ trace's own times)."""
+    link = HostKinetoLink()
+    link.method = method
+    link.eligible = sum(1 for op in host.ops if _eligible(op))
+    link.span_of = spans
+    link.matched = sum(1 for op_id in spans if _eligible(host.by_id[op_id]))
+    _index_spans(link)
+    return link
+
+
+def _index_spans(link: HostKinetoLink) -> None:
+    """Sort the linked spans per thread, for finding the op that encloses a call."""
+    spans_by_tid: dict[int | str, list[tuple[float, float, int]]] = defaultdict(list)
+    for op_id, event in link.span_of.items():
+        spans_by_tid[event.tid].append((event.ts_us, event.end_us, op_id))
+    for spans in spans_by_tid.values():
+        spans.sort()
+    link.spans_by_tid = dict(spans_by_tid)
+    link.starts_by_tid = {tid: [s[0] for s in spans] for tid, spans in spans_by_tid.items()}
 
 
 def link_traces(host: HostTrace, kineto: KinetoTrace) -> HostKinetoLink:
@@ -65,35 +100,39 @@ def link_traces(host: HostTrace, kineto: KinetoTrace) -> HostKinetoLink:
             for op, event in zip(named_ops, events[offset:], strict=False):
                 link.span_of[op.id] = event
     link.matched = len(link.span_of)
+    _index_spans(link)
+    link_launchers(link, kineto)
+    return link
 
+
+def link_launchers(link: HostKinetoLink, kineto: KinetoTrace) -> None:
+    """Find the host op that launched each GPU event (``launcher_of``) from the linked spans."""
     host_by_external: dict[int, int] = {}
-    spans_by_tid: dict[int | str, list[tuple[float, float, int]]] = defaultdict(list)
     for op_id, event in link.span_of.items():
         if event.external_id is not None:
             host_by_external[event.external_id] = op_id
-        spans_by_tid[event.tid].append((event.ts_us, event.end_us, op_id))
-    for spans in spans_by_tid.values():
-        spans.sort()
-    starts_by_tid = {tid: [s[0] for s in spans] for tid, spans in spans_by_tid.items()}
+    spans_by_tid, starts_by_tid = link.spans_by_tid, link.starts_by_tid
     for index, gpu in enumerate(kineto.gpu_events):
         runtime = kineto.runtime.get(gpu.correlation) if gpu.correlation is not None else None
+        launcher: int | None = None
         for external in (
             runtime.external_id if runtime is not None else None,
             gpu.external_id,
         ):
             if external is not None and external in host_by_external:
-                link.launcher_of[index] = host_by_external[external]
+                launcher = host_by_external[external]
                 break
-        else:
+        if launcher is not None and link.span_of[launcher].ts_us > gpu.ts_us + LAUNCH_SKEW_US:
+            # Older Kineto reuses ids: an op that started after the kernel did not launch it.
+            launcher = None
+        if launcher is None and runtime is not None and runtime.tid in spans_by_tid:
             # Older Kineto reuses the correlation as External id: find the innermost host
             # op whose span encloses the launch call on the launching thread instead.
-            if runtime is not None and runtime.tid in spans_by_tid:
-                launcher = _enclosing(
-                    spans_by_tid[runtime.tid], starts_by_tid[runtime.tid], runtime.ts_us
-                )
-                if launcher is not None:
-                    link.launcher_of[index] = launcher
-    return link
+            launcher = _enclosing(
+                spans_by_tid[runtime.tid], starts_by_tid[runtime.tid], runtime.ts_us
+            )
+        if launcher is not None:
+            link.launcher_of[index] = launcher
 
 
 def _enclosing(spans: list[tuple[float, float, int]], starts: list[float], ts: float) -> int | None:

@@ -15,10 +15,12 @@ class ConversionReport:
 
     Every host node is counted once in ``host_fates``: ``emitted`` (it became an ET node),
     ``folded: <why>`` (its time is inside another ET node), ``container: <why>`` (a thread,
-    step or annotation whose children became nodes) or ``dropped: <why>``. The values sum to
-    ``host_nodes_in``. ``et_nodes_by_type`` counts what was written. ``pg_assignment_fits``:
-    how many ways to give gloo worker threads to process groups fit the trace (1: certain;
-    None: the trace named its groups or had no worker threads).
+    step or annotation whose children became nodes), ``moved: <why>`` (an ET+ GPU node,
+    written as a GPU node) or ``dropped: <why>``. The values sum to
+    ``host_nodes_in``. ``et_nodes_by_type`` counts what was written. ``gpu_syncs`` counts
+    the blocking runtime calls (stream/device syncs) on host threads and what became of each.
+    ``pg_assignment_fits``: how many ways to give gloo worker threads to process groups fit
+    the trace (1: certain; None: the trace named its groups or had no worker threads).
     """
 
     host_source: str
@@ -32,6 +34,7 @@ class ConversionReport:
     et_nodes_by_type: Counter[str] = field(default_factory=Counter)
     device_events_in: int = 0
     device_fates: Counter[str] = field(default_factory=Counter)
+    gpu_syncs: Counter[str] = field(default_factory=Counter)
     kineto_match_ratio: float | None = None
     duration_source: str = "none"
     collectives: list[dict[str, Any]] = field(default_factory=list)
@@ -66,6 +69,7 @@ class ConversionReport:
             "et_nodes_by_type": dict(sorted(self.et_nodes_by_type.items())),
             "device_events_in": self.device_events_in,
             "device_fates": dict(sorted(self.device_fates.items())),
+            "gpu_syncs": dict(sorted(self.gpu_syncs.items())),
             "kineto_match_ratio": self.kineto_match_ratio,
             "duration_source": self.duration_source,
             "collectives": self.collectives,
@@ -94,6 +98,10 @@ class ConversionReport:
         if self.device_events_in:
             lines.append(f"  device events in: {self.device_events_in}")
             for fate, count in sorted(self.device_fates.items()):
+                lines.append(f"    {count:7d}  {fate}")
+        if self.gpu_syncs:
+            lines.append("  blocking GPU calls on host threads:")
+            for fate, count in sorted(self.gpu_syncs.items()):
                 lines.append(f"    {count:7d}  {fate}")
         lines.append(f"  ET nodes out: {self.et_nodes_out}")
         for kind, count in sorted(self.et_nodes_by_type.items()):

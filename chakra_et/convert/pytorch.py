@@ -8,9 +8,7 @@
 from __future__ import annotations
 
 import gc
-import gzip
 import os
-import re
 import warnings
 from collections import Counter
 from collections.abc import Iterator
@@ -24,11 +22,29 @@ from trainsim.chakra_et._io import save
 from trainsim.chakra_et._validate import validate
 from trainsim.chakra_et.convert._backend_spans import absorb_worker_ops, pair_backend_ops
 from trainsim.chakra_et.convert._build import BuildOptions, build_graph
-from trainsim.chakra_et.convert._errors import ConversionWarning, TraceConversionError
+from trainsim.chakra_et.convert._collectives import backend_comm_spec
+from trainsim.chakra_et.convert._errors import (
+    ConversionWarning,
+    RunMismatchError,
+    TraceConversionError,
+)
+from trainsim.chakra_et.convert._et_plus import split_et_plus
 from trainsim.chakra_et.convert._gloo_threads import GroupSequences, collective_sequences
 from trainsim.chakra_et.convert._host_et import HostTrace, load_host_trace
 from trainsim.chakra_et.convert._kineto import KinetoTrace, load_kineto_trace
+from trainsim.chakra_et.convert._kineto_only import (
+    KinetoOnly,
+    annotate_collectives,
+    host_from_kineto,
+    process_group_configs,
+)
 from trainsim.chakra_et.convert._link import HostKinetoLink, link_traces
+from trainsim.chakra_et.convert._pairing import (
+    MIN_MATCH_RATIO,
+    find_rank_files,
+    rank_from_name,
+    run_mismatch,
+)
 from trainsim.chakra_et.convert._process_groups import read_process_groups
 from trainsim.chakra_et.convert._report import ConversionReport
 from trainsim.chakra_et.convert._units import Unit, select_units
@@ -37,13 +53,12 @@ __all__ = [
     "MIN_MATCH_RATIO",
     "Conversion",
     "convert_directory",
+    "convert_kineto",
     "convert_pytorch",
     "convert_traces",
     "find_rank_files",
 ]
 
-#: Below this share of host ops found in Kineto, the two files are from different runs.
-MIN_MATCH_RATIO = 0.5
 #: Below this share, Kineto is still used but the report warns.
 WARN_MATCH_RATIO = 0.9
 
@@ -72,7 +87,7 @@ def _gc_paused() -> Iterator[None]:
 
 
 def convert_traces(
-    host: HostTrace,
+    host: HostTrace | None,
     kineto: KinetoTrace | None = None,
     *,
     rank: int | None = None,
@@ -80,30 +95,68 @@ def convert_traces(
     host_gaps: bool = True,
     check: bool = True,
     known_sequences: GroupSequences | None = None,
+    force: bool = False,
 ) -> Conversion:
-    """Convert parsed traces (see ``convert_pytorch`` for the options)."""
+    """Convert parsed traces (see ``convert_pytorch`` for the options); with ``host`` None,
+    the Kineto trace alone (see ``convert_kineto``)."""
     with _gc_paused():
-        return _convert(host, kineto, rank, world_size, host_gaps, check, known_sequences)
+        return _convert(host, kineto, rank, world_size, host_gaps, check, known_sequences, force)
 
 
 def _convert(
-    host: HostTrace,
+    host: HostTrace | None,
     kineto: KinetoTrace | None,
     rank: int | None,
     world_size: int | None,
     host_gaps: bool,
     check: bool,
     known_sequences: GroupSequences | None = None,
+    force: bool = False,
 ) -> Conversion:
-    report = ConversionReport(host.source, kineto.source if kineto is not None else None)
+    only: KinetoOnly | None = None
+    if host is None:
+        if kineto is None:
+            raise TraceConversionError("nothing to convert: give a host trace or a Kineto one")
+        only = host_from_kineto(kineto)
+        host = only.host
+    report = ConversionReport(
+        host.source if only is None else "(Kineto only)",
+        kineto.source if kineto is not None else None,
+    )
     report.schema = host.schema
     report.host_nodes_in = len(host.ops)
     link: HostKinetoLink | None = None
-    if kineto is not None:
+    et_plus = split_et_plus(host) if only is None else None
+    if only is not None:
+        link = only.link
+        report.warnings.extend(only.notes)
+    elif et_plus is not None:
+        message = (
+            f"{host.source} is an ET+ trace: its {et_plus.gpu_nodes} GPU nodes (merged in by "
+            "the Chakra trace linker) are written as GPU nodes with their stream and "
+            "launching op"
+            + (f", and Kineto from {kineto.source} is not used" if kineto is not None else "")
+            + "; ET+ keeps no stream waits or host syncs, so none are modelled"
+        )
+        report.warnings.append(message)
+        warnings.warn(message, ConversionWarning, stacklevel=2)
+        report.host_fates["moved: ET+ GPU node (written as a GPU node)"] += et_plus.gpu_nodes
+        if kineto is not None:
+            et_plus.kineto.distributed_info = kineto.distributed_info  # its rank and groups
+        host, kineto, link = et_plus.host, et_plus.kineto, et_plus.link
+        report.kineto_source = None
+        report.kineto_match_ratio = round(link.match_ratio, 4)
+    elif kineto is not None:
         link = link_traces(host, kineto)
         ratio = link.match_ratio
         report.kineto_match_ratio = round(ratio, 4)
-        if ratio < MIN_MATCH_RATIO:
+        mismatch = run_mismatch(host, kineto, link)
+        if mismatch and not force:
+            raise RunMismatchError(
+                f"{host.source} and {kineto.source} are from different runs: "
+                f"{'; '.join(mismatch)} (force=True / --force converts them anyway)"
+            )
+        if mismatch and ratio < MIN_MATCH_RATIO:
             message = (
                 f"{host.source} and {kineto.source} look like different runs: only "
                 f"{ratio:.1%} of host ops match a Kineto span ({link.method}); "
@@ -112,6 +165,13 @@ def _convert(
             report.warnings.append(message)
             warnings.warn(message, ConversionWarning, stacklevel=2)
             link = None
+        elif mismatch:
+            message = (
+                f"{host.source} and {kineto.source} look like different runs "
+                f"({'; '.join(mismatch)}); converted with Kineto timing as forced"
+            )
+            report.warnings.append(message)
+            warnings.warn(message, ConversionWarning, stacklevel=2)
         elif ratio < WARN_MATCH_RATIO:
             message = (
                 f"only {ratio:.1%} of host ops in {host.source} match a Kineto span in "
@@ -120,13 +180,18 @@ def _convert(
             report.warnings.append(message)
             warnings.warn(message, ConversionWarning, stacklevel=2)
     report.duration_source = (
-        "kineto"
+        "ET+ (host trace with Kineto merged in)"
+        if et_plus is not None
+        else "kineto"
         if link is not None
         else ("host" if any(o.duration_us for o in host.ops) else "none")
     )
+    info = kineto.distributed_info if kineto is not None else None
+    if only is not None and kineto is not None and "pg_config" not in kineto.distributed_info:
+        info = {**kineto.distributed_info, "pg_config": process_group_configs(kineto)}
     groups = read_process_groups(
         host,
-        kineto.distributed_info if kineto is not None else None,
+        info,
         rank=rank,
         world_size=world_size,
     )
@@ -140,6 +205,20 @@ def _convert(
     paired = len({op.id for op in backend_ops}) - len(unpaired)
     if paired:
         report.host_fates["folded: backend span of its c10d op"] += paired
+    if only is not None and unpaired:
+        # Older profilers record some collectives (all-to-all) only as their backend span.
+        promoted = []
+        for op in unpaired:
+            spec = backend_comm_spec(op.name)
+            if spec is not None and spec.kind == "coll":
+                units.append(Unit(op, "comm", spec=spec, members=[op]))
+                promoted.append(op)
+        if promoted:
+            units.sort(key=lambda u: (u.op.rf_id, u.op.id))
+            report.host_fates["emitted: backend span as its collective (no c10d op)"] += len(
+                promoted
+            )
+            unpaired = [op for op in unpaired if op not in promoted]
     if unpaired:
         # A backend span with no c10d op (e.g. recorded before the trace started) keeps its
         # time as a plain node rather than vanishing.
@@ -150,6 +229,8 @@ def _convert(
         report.warnings.append(
             f"{len(unpaired)} backend span(s) had no c10d op to pair with; kept as compute nodes"
         )
+    if only is not None and kineto is not None:
+        report.warnings.extend(annotate_collectives(units, only.link, kineto))
     if link is not None:
         units, absorbed = absorb_worker_ops(units, link)
         if absorbed:
@@ -171,7 +252,7 @@ def _convert(
 
 
 def convert_pytorch(
-    host: PathLike,
+    host: PathLike | None,
     kineto: PathLike | None = None,
     output: PathLike | None = None,
     *,
@@ -179,6 +260,7 @@ def convert_pytorch(
     world_size: int | None = None,
     host_gaps: bool = True,
     known_sequences: GroupSequences | None = None,
+    force: bool = False,
 ) -> Conversion:
     """Convert one rank's host trace (and optional Kineto trace) into a Chakra ET.
 
@@ -186,14 +268,27 @@ def convert_pytorch(
     ``host_gaps`` folds the CPU time between ops on a thread into the next op. With
     ``output`` the ET is also written there. ``known_sequences`` gives, per process group,
     the collectives (comm type name, bytes) other ranks issued on it: gloo traces, which name
-    no group, use them to tell worker threads apart. The graph is validated before it is
-    returned.
+    no group, use them to tell worker threads apart. Traces from different runs (pid,
+    recording time, share of host ops found in Kineto) raise ``RunMismatchError`` unless
+    ``force``. With ``host`` None the Kineto trace is converted alone (``convert_kineto``).
+    The graph is validated before it is returned.
     """
+    if host is None and kineto is None:
+        raise TraceConversionError("nothing to convert: give a host trace or a Kineto one")
     with _gc_paused():
-        host_trace = load_host_trace(host)
+        host_trace = load_host_trace(host) if host is not None else None
         kineto_trace = load_kineto_trace(kineto) if kineto is not None else None
-    if rank is None and (kineto_trace is None or "rank" not in kineto_trace.distributed_info):
-        rank = _rank_from_name(Path(host).name)  # Kineto's own rank, when it has one, wins
+    kineto_rank = kineto_trace is not None and "rank" in kineto_trace.distributed_info
+    if rank is None and not kineto_rank:
+        # Kineto's own rank, when it has one, wins over a file name.
+        named = host if host is not None else kineto
+        assert named is not None
+        rank = rank_from_name(Path(named).name)
+    if host_trace is None and rank is None and not kineto_rank:
+        raise TraceConversionError(
+            f"{kineto}: Kineto trace names no rank (no distributedInfo.rank, none in its file "
+            "name); give --rank"
+        )
     result = convert_traces(
         host_trace,
         kineto_trace,
@@ -201,6 +296,7 @@ def convert_pytorch(
         world_size=world_size,
         host_gaps=host_gaps,
         known_sequences=known_sequences,
+        force=force,
     )
     if output is not None:
         save(result.graph, output)
@@ -208,66 +304,23 @@ def convert_pytorch(
     return result
 
 
-_RANK_PATTERNS = (
-    re.compile(r"rank[_-]?(\d+)", re.IGNORECASE),
-    re.compile(r"^[A-Za-z_]+[._-](\d+)\.(?:pt\.trace\.)?json(?:\.gz)?$"),
-)
+def convert_kineto(
+    kineto: PathLike,
+    output: PathLike | None = None,
+    *,
+    rank: int | None = None,
+    world_size: int | None = None,
+    host_gaps: bool = True,
+) -> Conversion:
+    """Convert a Kineto trace on its own, with no host execution trace.
 
-
-def _rank_from_name(name: str) -> int | None:
-    for pattern in _RANK_PATTERNS:
-        match = pattern.search(name)
-        if match:
-            return int(match.group(1))
-    return None
-
-
-def _sniff(path: Path) -> str:
-    """``"host"``, ``"kineto"`` or ``""`` from the first bytes of a JSON file."""
-    try:
-        with open(path, "rb") as raw:
-            head = raw.read(2)
-        opener = gzip.open if head == b"\x1f\x8b" else open
-        with opener(path, "rb") as stream:
-            text = stream.read(4096).decode("utf-8", "replace")
-    except (OSError, EOFError):
-        return ""
-    if '"schemaVersion"' in text or '"traceEvents"' in text or '"deviceProperties"' in text:
-        return "kineto"
-    if '"nodes"' in text or '"schema"' in text:
-        return "host"
-    return ""
-
-
-def find_rank_files(directory: PathLike) -> dict[int, tuple[Path, Path | None]]:
-    """Pair each rank's host trace with its Kineto trace in a directory.
-
-    Names like ``host.R.json``/``device.R.json`` and ``*_rank_R*`` spellings are read for the
-    rank; each file's first bytes tell a host trace from a Kineto one.
+    The last profiled step's CPU ops, GPU kernels per stream and collectives (type, bytes,
+    process group and ranks from NCCL metadata) become the ET; what Kineto does not hold is
+    listed in the report's warnings (see ``_kineto_only``).
     """
-    folder = Path(directory)
-    if not folder.is_dir():
-        raise TraceConversionError(f"{folder}: not a directory")
-    hosts: dict[int, Path] = {}
-    kinetos: dict[int, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if not path.is_file() or not path.name.endswith((".json", ".json.gz")):
-            continue
-        rank = _rank_from_name(path.name)
-        kind = _sniff(path)
-        if rank is None or not kind:
-            continue
-        target = hosts if kind == "host" else kinetos
-        if rank in target:
-            raise TraceConversionError(
-                f"{folder}: two {kind} traces for rank {rank}: {target[rank].name}, {path.name}"
-            )
-        target[rank] = path
-    if not hosts:
-        raise TraceConversionError(
-            f"{folder}: no host execution traces named by rank (host.R.json, *_rank_R*.json)"
-        )
-    return {rank: (hosts[rank], kinetos.get(rank)) for rank in sorted(hosts)}
+    return convert_pytorch(
+        None, kineto, output, rank=rank, world_size=world_size, host_gaps=host_gaps
+    )
 
 
 def convert_directory(
@@ -276,12 +329,14 @@ def convert_directory(
     *,
     name: str = "et",
     host_gaps: bool = True,
+    force: bool = False,
 ) -> list[Conversion]:
     """Convert every rank of a directory into ``OUTPUT_DIR/NAME.R.et`` (ASTRA-sim's naming).
 
     A gloo rank whose worker threads fit more than one assignment to process groups is
     converted again with the collectives that ranks with a certain assignment issued on each
-    group, until no rank is resolved any more.
+    group, until no rank is resolved any more. Files are paired by content
+    (``find_rank_files``); ``force`` as in ``convert_pytorch``.
     """
     pairs = find_rank_files(directory)
     out = Path(output_dir)
@@ -296,6 +351,7 @@ def convert_directory(
             rank=rank,
             host_gaps=host_gaps,
             known_sequences=known,
+            force=force,
         )
 
     results = {rank: convert(rank) for rank in pairs}

@@ -19,7 +19,7 @@ __all__ = ["ConvertUsageError", "register"]
 
 
 class ConvertUsageError(TraceConversionError):
-    """A ``trainsim convert`` invocation that names neither one trace nor one directory."""
+    """A ``trainsim convert`` invocation that names neither traces nor one directory."""
 
 
 def register(sub: Any) -> None:
@@ -31,8 +31,9 @@ def register(sub: Any) -> None:
     pytorch = actions.add_parser(
         "pytorch",
         help="PyTorch host execution trace (+ Kineto device trace) -> Chakra ET",
-        description="Convert one rank (--host [--kineto] -o OUT.et) or a directory of "
-        "host.R.json / device.R.json files (DIR -o OUTDIR, writing NAME.R.et).",
+        description="Convert one rank (--host [--kineto] -o OUT.et; --kineto alone converts "
+        "a Kineto trace without its host trace) or a directory of host and Kineto traces "
+        "(DIR -o OUTDIR, writing NAME.R.et; paired by rank and pid, whatever their names).",
     )
     pytorch.add_argument("directory", nargs="?", metavar="DIR", help="directory of rank traces")
     pytorch.add_argument("--host", metavar="HOST.json[.gz]", help="host execution trace")
@@ -47,27 +48,38 @@ def register(sub: Any) -> None:
         action="store_true",
         help="do not add idle CPU time between ops to the next op's duration",
     )
+    pytorch.add_argument(
+        "--force",
+        action="store_true",
+        help="convert a host trace with a Kineto trace that looks like another run's",
+    )
     pytorch.add_argument("--json", action="store_true", help="print the report as one JSON object")
     pytorch.set_defaults(func=_pytorch)
 
 
 def _pytorch(args: argparse.Namespace) -> int:
-    if (args.directory is None) == (args.host is None):
-        raise ConvertUsageError("convert pytorch: give either DIR or --host (not both)")
-    if args.directory is not None and (args.kineto or args.rank is not None):
-        raise ConvertUsageError("convert pytorch: --kineto/--rank apply to --host, not to DIR")
+    single = args.host is not None or args.kineto is not None
+    if (args.directory is None) == (not single):
+        raise ConvertUsageError("convert pytorch: give either DIR or --host/--kineto (not both)")
+    if args.directory is not None and args.rank is not None:
+        raise ConvertUsageError("convert pytorch: --rank applies to --host/--kineto, not to DIR")
     host_gaps = not args.no_host_gaps
     with warnings.catch_warnings():
         # The report carries every warning; printing them twice would only add noise.
         warnings.simplefilter("ignore", ConversionWarning)
         if args.directory is not None:
             results = convert_directory(
-                args.directory, args.output, name=args.name, host_gaps=host_gaps
+                args.directory, args.output, name=args.name, host_gaps=host_gaps, force=args.force
             )
         else:
             results = [
                 convert_pytorch(
-                    args.host, args.kineto, args.output, rank=args.rank, host_gaps=host_gaps
+                    args.host,
+                    args.kineto,
+                    args.output,
+                    rank=args.rank,
+                    host_gaps=host_gaps,
+                    force=args.force,
                 )
             ]
     _print(results, as_json=args.json)

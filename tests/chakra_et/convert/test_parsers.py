@@ -225,7 +225,8 @@ def test_malformed_kineto_gives_only_kineto_errors(events: list[Any]) -> None:
     except KinetoTraceError:
         return
     host = parse_host_trace(_doc([_ROOT, _NEW_NODE]))
-    convert_traces(host, trace)
+    # Random events are another run's by every measure: forced, the build must still hold.
+    convert_traces(host, trace, force=True)
 
 
 def test_kineto_top_level_must_hold_events() -> None:
