@@ -46,6 +46,12 @@ per-row value:
 by a device file, e.g. one with GEMM and attention rates measured on that GPU
 (``trainsim measure-device``): the study then scores the measured device, not the curve.
 
+The llm-foundry table beside it (``ground_truth/llm_foundry.csv``, MosaicML's MPT benchmarks
+on FSDP) is a source of its own, with its own documented defaults and MPT's FLOP convention
+for MFU: see ``studies._validation_foundry``. Its rows carry MFU, HFU and TFLOP/s as
+secondary metrics and groups (GPU, precision, sharding, checkpointing, size) that the report
+summarises; every source's summary gives the MAPE, the mean signed error and its worst rows.
+
 Rows that cannot be predicted from what they state (no parallel configuration, a device
 without a preset, run-to-run variability figures) are listed with the reason, not dropped.
 """
@@ -72,6 +78,17 @@ from trainsim.models import (
     stage_layer_ranges,
 )
 from trainsim.studies._progress import LoopProgress
+from trainsim.studies._validation_foundry import (
+    FOUNDRY_FILE,
+    FOUNDRY_SOURCE,
+    FoundryPrediction,
+    measured,
+    predict_foundry_row,
+    read_foundry_rows,
+    row_config,
+    row_groups,
+    row_label,
+)
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -165,6 +182,12 @@ class ValidationRow:
     measured: float | None
     predicted: float | None = None
     skipped: str | None = None
+    #: Further published metrics of the same run: name -> (measured, predicted).
+    secondary: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    #: Groups the run belongs to for a per-group summary (e.g. ``{"gpu": "h100_80gb"}``).
+    groups: dict[str, str] = field(default_factory=dict)
+    #: The run's configuration in one line, shown in the worst-rows list.
+    config: str = ""
 
     @property
     def signed_error(self) -> float | None:
@@ -185,6 +208,8 @@ class ValidationReport:
     """Every row with its error, and the mean absolute percentage error per source."""
 
     rows: list[ValidationRow] = field(default_factory=list)
+    #: What the study could not score as a whole (e.g. a source table it did not find).
+    notes: list[str] = field(default_factory=list)
 
     def mape_by_source(self) -> dict[str, tuple[float, int]]:
         """Source label -> (mean absolute percentage error, rows predicted)."""
@@ -193,6 +218,43 @@ class ValidationReport:
             if row.error is not None:
                 errors[row.source].append(row.error)
         return {s: (sum(e) / len(e), len(e)) for s, e in errors.items()}
+
+    def signed_mean_by_source(self) -> dict[str, float]:
+        """Source label -> mean signed error (negative: predictions below the measurements)."""
+        errors: dict[str, list[float]] = defaultdict(list)
+        for row in self.rows:
+            if row.signed_error is not None:
+                errors[row.source].append(row.signed_error)
+        return {s: sum(e) / len(e) for s, e in errors.items()}
+
+    def worst_rows(self, source: str, count: int = 5) -> list[ValidationRow]:
+        """The ``count`` predicted rows of a source with the largest absolute error."""
+        scored = [r for r in self.rows if r.source == source and r.error is not None]
+        return sorted(scored, key=lambda r: -(r.error or 0.0))[:count]
+
+    def group_errors(self, source: str) -> dict[tuple[str, str], tuple[float, float, int]]:
+        """(group kind, group) -> (MAPE, mean signed error, rows) over one source's rows."""
+        errors: dict[tuple[str, str], list[float]] = defaultdict(list)
+        for row in self.rows:
+            if row.source == source and row.signed_error is not None:
+                for kind, group in row.groups.items():
+                    errors[(kind, group)].append(row.signed_error)
+        return {
+            key: (sum(map(abs, e)) / len(e), sum(e) / len(e), len(e)) for key, e in errors.items()
+        }
+
+    def secondary_errors(self, source: str) -> dict[str, tuple[float, float, int]]:
+        """Secondary metric -> (MAPE, mean signed error, rows) over one source's rows."""
+        errors: dict[str, list[float]] = defaultdict(list)
+        for row in self.rows:
+            if row.source != source or row.skipped:
+                continue
+            for name, (published, predicted) in row.secondary.items():
+                if published and predicted is not None:
+                    errors[name].append((predicted - published) / abs(published))
+        return {
+            name: (sum(map(abs, e)) / len(e), sum(e) / len(e), len(e)) for name, e in errors.items()
+        }
 
     def step_time_mape(self, source: str) -> float | None:
         """MAPE over the step-time rows of one source (None if it has none)."""
@@ -225,23 +287,69 @@ class ValidationReport:
             )
         lines.append("")
         lines.append("mean absolute percentage error by source (error column: signed):")
-        for source, (mape, count) in sorted(self.mape_by_source().items()):
-            line = f"  {source:<26} {mape:6.1%} over {count} rows"
+        signed = self.signed_mean_by_source()
+        mapes = sorted(self.mape_by_source().items())
+        for source, (mape, count) in mapes:
+            line = (
+                f"  {source:<26} {mape:6.1%} over {count} rows, mean signed {signed[source]:+.1%}"
+            )
             steps = self.step_time_mape(source)
             if steps is not None:
                 line += f"; step times alone {steps:.1%}"
             lines.append(line)
+            for name, (m, s, n) in sorted(self.secondary_errors(source).items()):
+                lines.append(f"    {name:<32} {m:6.1%} over {n} rows, mean signed {s:+.1%}")
+            for (kind, group), (m, s, n) in sorted(self.group_errors(source).items()):
+                label = f"{kind}={group}"
+                lines.append(f"    {label:<32} {m:6.1%} over {n} rows, mean signed {s:+.1%}")
+        skipped = [r for r in self.rows if r.skipped]
+        if skipped:
+            lines.append(f"  {len(skipped)} rows skipped (reasons in the table above)")
+        lines.append("")
+        lines.append("worst rows by source:")
+        for source, _ in mapes:
+            lines.append(f"  {source}:")
+            for r in self.worst_rows(source):
+                config = f" [{r.config}]" if r.config else ""
+                lines.append(
+                    f"    {r.signed_error or 0.0:+7.1%}  {r.model} on {r.gpus} GPUs, {r.metric}: "
+                    f"measured {r.measured:.4g}, predicted {r.predicted:.4g}{config}"
+                )
+        lines.extend(f"note: {note}" for note in self.notes)
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON."""
         return {
             "mape_by_source": {
-                s: {"mape": m, "rows": n} for s, (m, n) in self.mape_by_source().items()
+                s: {
+                    "mape": m,
+                    "rows": n,
+                    "signed_mean": self.signed_mean_by_source()[s],
+                    "secondary": {
+                        k: {"mape": a, "signed_mean": b, "rows": c}
+                        for k, (a, b, c) in self.secondary_errors(s).items()
+                    },
+                    "groups": {
+                        f"{kind}={group}": {"mape": a, "signed_mean": b, "rows": c}
+                        for (kind, group), (a, b, c) in self.group_errors(s).items()
+                    },
+                    "worst": [
+                        {
+                            "model": r.model,
+                            "gpus": r.gpus,
+                            "config": r.config,
+                            "signed_error": r.signed_error,
+                        }
+                        for r in self.worst_rows(s)
+                    ],
+                }
+                for s, (m, n) in self.mape_by_source().items()
             },
             "rows": [
                 {**r.__dict__, "error": r.error, "signed_error": r.signed_error} for r in self.rows
             ],
+            "notes": list(self.notes),
         }
 
 
@@ -383,12 +491,18 @@ def run_validation(
     cost_model: str = "nccl",
     devices: Iterable[DeviceSpec] = (),
     progress: bool | None = None,
+    foundry: str | Path | None = None,
+    include_foundry: bool = True,
 ) -> ValidationReport:
-    """Predict every row of the published-measurements table and report the errors.
+    """Predict every row of the published-measurements table and of the llm-foundry table,
+    and report the errors.
 
     ``devices`` replace the presets of the same name, e.g. a device whose GEMM rates were
     measured (``models.measured_device``): every row on that device uses them. ``progress``
-    shows a bar on stderr (None: only when stderr is a terminal).
+    shows a bar on stderr (None: only when stderr is a terminal). ``foundry`` is the
+    llm-foundry MPT table (``studies._validation_foundry``); by default the one beside the
+    published table, scored when it is there (the report notes when it is not). A ``foundry``
+    path that does not exist is an error; ``include_foundry=False`` leaves the source out.
     """
     replaced = {spec.name: spec for spec in devices}
     unknown = sorted(set(replaced) - set(_DEVICES.values()))
@@ -463,4 +577,51 @@ def run_validation(
                 entry.skipped = f"metric {row['metric']!r} is not predicted"
             else:
                 entry.predicted = value
+    if include_foundry:
+        foundry_path = Path(foundry) if foundry else source_path.parent / FOUNDRY_FILE
+        if foundry_path.is_file():
+            _validate_foundry(report, foundry_path, cost_model, replaced, progress)
+        elif foundry:
+            raise FileNotFoundError(f"{foundry_path}: no llm-foundry benchmark table there")
+        else:
+            report.notes.append(f"{FOUNDRY_SOURCE}: no {FOUNDRY_FILE} beside {source_path}")
     return report
+
+
+def _validate_foundry(
+    report: ValidationReport,
+    path: Path,
+    cost_model: str,
+    devices: dict[str, DeviceSpec],
+    progress: bool | None,
+) -> None:
+    """Add a row per llm-foundry run: throughput first, MFU/HFU/TFLOP/s in MPT's convention."""
+    rows = read_foundry_rows(path)
+    cache: dict[tuple[str, ...], FoundryPrediction] = {}
+    with LoopProgress("validate llm-foundry", len(rows), enabled=progress) as bar:
+        for row in bar.track(rows, row_label):
+            entry = ValidationRow(
+                FOUNDRY_SOURCE,
+                row_label(row),
+                row["gpus"],
+                "tokens_per_s_per_gpu",
+                measured(row, "tokens_per_s_per_gpu"),
+                groups=row_groups(row),
+                config=row_config(row),
+            )
+            report.rows.append(entry)
+            if entry.measured is None:
+                entry.skipped = "no numeric throughput"
+                continue
+            outcome = predict_foundry_row(row, cost_model=cost_model, devices=devices, cache=cache)
+            if isinstance(outcome, str):
+                entry.skipped = outcome
+                continue
+            values = outcome.metrics()
+            entry.predicted = values["tokens_per_s_per_gpu"]
+            entry.secondary = {
+                f"{name} (MPT FLOPs)": (measured(row, name), values[name])
+                for name in ("mfu_pct", "hfu_pct", "model_tflops_per_gpu")
+            }
+            if any("would not fit" in note for note in outcome.result.notes):
+                entry.config += " (predicted not to fit in memory)"

@@ -16,7 +16,8 @@ __all__ = ["register"]
 def register(sub: Any) -> None:
     """Add the ``validate`` subcommand."""
     parser: argparse.ArgumentParser = sub.add_parser(
-        "validate", help="predict every row of the published-measurements table"
+        "validate",
+        help="predict every row of the published-measurements and llm-foundry tables",
     )
     parser.add_argument(
         "--data",
@@ -34,6 +35,16 @@ def register(sub: Any) -> None:
         metavar="FILE",
         help="device file replacing the preset of its name (e.g. from measure-device); repeatable",
     )
+    parser.add_argument(
+        "--foundry",
+        default=None,
+        metavar="FILE",
+        help="llm-foundry MPT benchmark table (default: llm_foundry.csv beside the published "
+        "table, scored when it is there)",
+    )
+    parser.add_argument(
+        "--no-foundry", action="store_true", help="leave the llm-foundry source out"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=_run)
 
@@ -48,6 +59,8 @@ def _run(args: argparse.Namespace) -> int:
         cost_model=args.cost_model,
         devices=devices,
         progress=None if not args.json else False,
+        foundry=args.foundry,
+        include_foundry=not args.no_foundry,
     )
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
