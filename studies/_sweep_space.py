@@ -45,6 +45,7 @@ __all__ = [
     "invalid_reason",
     "load_space",
     "resolve_global_batch",
+    "typical_global_batch",
 ]
 
 #: Tokens per step a sweep aims at when its space fixes no global batch: 2**22 (4.2M), the
@@ -241,6 +242,25 @@ def _batch_step(gpus: int, fields: dict[str, Any]) -> int | None:
     return step
 
 
+def _typical_batch(seq_len: int) -> tuple[int, int]:
+    """Sequences holding ``DEFAULT_BATCH_TOKENS``, and the power of two at or above that."""
+    target = -(-DEFAULT_BATCH_TOKENS // seq_len)
+    return target, 1 << max(target - 1, 0).bit_length()
+
+
+def typical_global_batch(seq_len: int, step: int) -> int:
+    """The global batch a real run would fix for one plan: ``DEFAULT_BATCH_TOKENS`` tokens.
+
+    The fewest sequences, a power of two, holding that many tokens when the plan's
+    ``micro_batch_size x dp`` (``step``) splits it; otherwise the fewest multiple of ``step``
+    holding them.
+    """
+    target, power = _typical_batch(seq_len)
+    if power % step == 0:
+        return power
+    return step * -(-target // step)
+
+
 def resolve_global_batch(model: ModelSpec, gpus: int, space: SearchSpace) -> GlobalBatch:
     """The global batch every plan of ``space`` runs: the space's, or one chosen for all of them.
 
@@ -253,8 +273,7 @@ def resolve_global_batch(model: ModelSpec, gpus: int, space: SearchSpace) -> Glo
     if space.global_batch_size is not None:
         sequences = space.global_batch_size
         return GlobalBatch(sequences, sequences * model.seq_len, False, "given (global_batch_size)")
-    target = -(-DEFAULT_BATCH_TOKENS // model.seq_len)
-    power = 1 << max(target - 1, 0).bit_length()
+    target, power = _typical_batch(model.seq_len)
     common = 1
     splittable = False
     for fields in _combos(model, space):

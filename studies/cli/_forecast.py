@@ -160,6 +160,6 @@ def _run(args: argparse.Namespace) -> int:
         summary["system"] = system.name
         print(json.dumps(summary, indent=2, default=float))
     else:
-        print("\n".join(describe_run(model, plan)))
+        print("\n".join(describe_run(model, plan, chosen=args.global_batch is None)))
         print(result.format())
     return 0

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from trainsim import models
+from trainsim.studies._sweep_space import DEFAULT_BATCH_TOKENS, typical_global_batch
 from trainsim.studies.cli._args import positive_int
 from trainsim.studies.cli._main import CLIError
 
@@ -147,13 +148,16 @@ def model_from_args(args: argparse.Namespace) -> models.ModelSpec:
 BUBBLE_WARNING_FRACTION = 0.25
 
 
-def describe_run(model: models.ModelSpec, plan: models.ParallelPlan) -> list[str]:
+def describe_run(
+    model: models.ModelSpec, plan: models.ParallelPlan, *, chosen: bool = False
+) -> list[str]:
     """What the prediction assumed, stated: sequence, batch, micro-batches, layout, precision."""
     tokens = plan.batch_size * model.seq_len
     given = (
-        ""
-        if plan.global_batch_size is not None
-        else ("; not given: one micro-batch per data-parallel rank, set --global-batch")
+        f"; not given: chosen to hold {DEFAULT_BATCH_TOKENS / 1e6:.1f}M tokens or more, a "
+        "typical pre-training batch; --global-batch sets another"
+        if chosen
+        else ""
     )
     lines = [
         f"run: sequences of {model.seq_len:,} tokens, global batch {plan.batch_size:,} "
@@ -235,6 +239,11 @@ def workload_from_args(args: argparse.Namespace) -> tuple[models.ModelSpec, mode
         plan = models.ParallelPlan.for_gpus(args.gpus, **fields)
     else:
         plan = models.plan_from_mapping({**fields, "dp": args.dp or 1})
+    if args.global_batch is None:
+        # What a real run would fix, not one micro-batch per data-parallel rank (which made
+        # the bubble the step): about 4M tokens, split by micro_batch_size x dp.
+        batch = typical_global_batch(model.seq_len, plan.micro_batch_size * plan.dp)
+        plan = models.plan_from_mapping({**plan.model_dump(), "global_batch_size": batch})
     models.check_plan(model, plan)
     return model, plan
 

@@ -102,7 +102,7 @@ def _run(args: argparse.Namespace) -> int:
         summary["system"] = system.name
         print(json.dumps(summary, indent=2))
     else:
-        print("\n".join(describe_run(model, plan)))
+        print("\n".join(describe_run(model, plan, chosen=args.global_batch is None)))
         print(result.format())
         bubble_s = result.summary().get("bubble_s_mean", 0.0)
         warning = bubble_warning(result.step_time_s, bubble_s)

@@ -95,13 +95,16 @@ def test_llama3_405b_layout_and_a_large_bubble_is_warned(
     assert main(["predict", *PUBLISHED["llama3-405b-pp16-vpp"]]) == 0
     out = capsys.readouterr().out
     assert "16 stage(s) of 7, 8 x 14, 7 layers" in out and "2 virtual chunks" in out
-    # No --global-batch: one micro-batch per data-parallel rank, said so, and its bubble warned.
+    # No --global-batch: a typical pre-training batch is chosen, and said so.
     argv = ["predict", "--model", "gpt-1.7b", "--device", "a100-80gb", "--gpus", "16",
             "--tp", "2", "--pp", "2"]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "not given: one micro-batch per data-parallel rank" in out
-    assert "warning: the pipeline bubble is" in out
+    assert "global batch 2,048 (4.19M tokens; not given: chosen to hold 4.2M tokens" in out
+    assert "warning: the pipeline bubble" not in out
+    # One micro-batch per pipeline: the bubble is most of the step, and warned.
+    assert main([*argv, "--global-batch", "4"]) == 0
+    assert "warning: the pipeline bubble is" in capsys.readouterr().out
 
 
 def test_a_config_json_trains_at_a_pretraining_sequence_and_says_so(
