@@ -192,21 +192,22 @@ def build_graph(
         if tail is not None:
             nodes.append(tail)
     nodes.sort(key=lambda n: n.order_key)
-    graph = ETGraph(new_metadata(options.schema_version))
     _wire(nodes, node_of_unit, options, gpu_mode)
     if gpu_mode:  # only GPU-side dependencies can point forwards
         nodes = _topological(nodes, report)
     finish_us: list[int] = []
+    messages: list[Node] = []
     for et_id, node in enumerate(nodes):
         duration_us = max(0, round(node.duration_us))
         # Nodes are in topological order: the critical path is one pass over them.
-        finish_us.append(max([finish_us[d] for d in node.deps], default=0) + duration_us)
-        graph.add(_make_node(et_id, node, duration_us))
+        deps = node.deps
+        finish_us.append((max([finish_us[d] for d in deps]) if deps else 0) + duration_us)
+        messages.append(_make_node(et_id, node, duration_us))
         if node.record is not None:
             # The report gives the figure written to the ET, not an intermediate one.
             node.record["duration_us"] = duration_us
     report.critical_path_us = max(finish_us, default=0)
-    return graph
+    return ETGraph(new_metadata(options.schema_version), messages)
 
 
 def _topological(nodes: list[_Node], report: ConversionReport) -> list[_Node]:
@@ -648,7 +649,8 @@ def _wire(
                 if options.host_gaps and issue_us > 0 and prev is not None and _is_host_comp(prev):
                     _add_host_gap(prev, issue_us, "host_gap_after_us")
                 issued_until[thread] = node.issue_end_us
-        deps.extend(d.et_id for d in node.gpu_deps)
+        if node.gpu_deps:
+            deps.extend(d.et_id for d in node.gpu_deps)
         if not on_gpu:  # a GPU collective's results are ordered by streams, not on the host
             for tensor, _ in _tensors(op.outputs, op.output_types):
                 writer[tensor] = node

@@ -2,7 +2,9 @@
 
 Schema 1.0.1 keeps every field on the node (``parent``, ``rf_id``, ``inputs`` as a list);
 1.0.2 and later nest ``inputs``/``outputs`` as ``{values, shapes, types}`` and move the rest
-into an ``attrs`` list. Both are read into the same ``HostOp``.
+into an ``attrs`` list. Both are read into the same ``HostOp``. With msgspec installed, files
+of the later layout are decoded straight into typed structs (``_host_fast``) and give the
+same ``HostOp``s; everything else goes through ``json`` and the checking parser here.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import gzip
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,10 +24,16 @@ __all__ = [
     "SUPPORTED_SCHEMAS",
     "HostOp",
     "HostTrace",
+    "attrs_duration",
+    "check_schema",
+    "host_trace_of",
     "iter_tensors",
     "load_host_trace",
+    "node_duration",
     "parse_host_trace",
     "read_json_document",
+    "read_trace_bytes",
+    "typed_parser",
 ]
 
 #: Host-ET schema families read here (``major.minor``); the patch and ``-chakra`` suffix vary.
@@ -133,24 +141,34 @@ def iter_tensors(value: Any, type_str: object) -> Iterator[tuple[int, int, int]]
             stack.extend(item)
 
 
-def read_json_document(path: str | os.PathLike[str], error: type[Exception]) -> Any:
-    """Read a ``.json`` or ``.json.gz`` file, raising ``error`` naming the file on failure."""
-    name = os.fspath(path)
+def read_trace_bytes(name: str, error: type[Exception]) -> bytes:
+    """The bytes of a file, gunzipped where it is gzip, raising ``error`` naming the file."""
     try:
         with open(name, "rb") as raw:
             data = raw.read()
-        if data[:2] == b"\x1f\x8b":
-            data = gzip.decompress(data)
-        return json.loads(data)
+        return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
     except FileNotFoundError:
         raise error(f"{name}: no such file") from None
     except (OSError, EOFError) as exc:
         raise error(f"{name}: cannot read: {exc}") from None
+
+
+def _decode_json(data: bytes, name: str, error: type[Exception]) -> Any:
+    """Decode JSON with the standard module, raising ``error`` naming the file."""
+    try:
+        return json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise error(f"{name}: not valid JSON: {exc}") from None
 
 
-def _check_schema(schema: object, source: str) -> str:
+def read_json_document(path: str | os.PathLike[str], error: type[Exception]) -> Any:
+    """Read a ``.json`` or ``.json.gz`` file, raising ``error`` naming the file on failure."""
+    name = os.fspath(path)
+    return _decode_json(read_trace_bytes(name, error), name, error)
+
+
+def check_schema(schema: object, source: str) -> str:
+    """The schema version string, if it is of a supported family; else raise."""
     if not isinstance(schema, str):
         raise HostTraceError(f"{source}: 'schema' must be a version string, got {schema!r}")
     match = _SCHEMA_RE.match(schema)
@@ -183,12 +201,18 @@ def _types(value: object, what: str, source: str, op_id: int) -> list[str]:
     return [t if isinstance(t, str) else "" for t in items]
 
 
-def _duration(raw: dict[str, Any], attrs: dict[str, Any]) -> float | None:
+def node_duration(raw: dict[str, Any], attrs: dict[str, Any]) -> float | None:
+    """The CPU time a node records: its own duration fields first, then its ``attrs``."""
     for key in _DURATION_FIELDS:
         value = raw.get(key, attrs.get(key))
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
             return float(value)
     return None
+
+
+def attrs_duration(attrs: dict[str, Any]) -> float | None:
+    """The CPU time a node's ``attrs`` record (for a node with no duration field of its own)."""
+    return node_duration({}, attrs)
 
 
 def _parse_new_fast(raw: dict[str, Any]) -> HostOp | None:
@@ -236,7 +260,7 @@ def _parse_new_fast(raw: dict[str, Any]) -> HostOp | None:
         outputs=out_values,
         output_types=out_types,
         attrs=attrs,
-        duration_us=_duration(raw, attrs) if "exclusive_dur" in attrs or "dur" in attrs else None,
+        duration_us=attrs_duration(attrs) if "exclusive_dur" in attrs or "dur" in attrs else None,
     )
 
 
@@ -278,7 +302,7 @@ def _parse_new(raw: dict[str, Any], source: str) -> HostOp:
         outputs=args[1][0],
         output_types=args[1][1],
         attrs=attrs,
-        duration_us=_duration(raw, attrs),
+        duration_us=node_duration(raw, attrs),
     )
 
 
@@ -311,7 +335,7 @@ def _parse_old(raw: dict[str, Any], source: str) -> HostOp:
             for k in ("op_schema", "seq_id", "fw_parent", "fw_tid", *ET_PLUS_FIELDS)
             if k in raw
         },
-        duration_us=_duration(raw, {}),
+        duration_us=node_duration(raw, {}),
     )
 
 
@@ -319,7 +343,7 @@ def parse_host_trace(document: object, source: str = "<host trace>") -> HostTrac
     """Parse a decoded host-ET JSON document; raise ``HostTraceError`` naming node and field."""
     if not isinstance(document, dict):
         raise HostTraceError(f"{source}: a host execution trace is a JSON object with 'nodes'")
-    schema = _check_schema(document.get("schema"), source)
+    schema = check_schema(document.get("schema"), source)
     nodes = document.get("nodes")
     if not isinstance(nodes, list):
         raise HostTraceError(f"{source}: field 'nodes' must be a list")
@@ -337,8 +361,27 @@ def parse_host_trace(document: object, source: str = "<host trace>") -> HostTrac
             raise HostTraceError(f"{source}: node {op.id}: duplicate node id")
         by_id[op.id] = op
         ops.append(op)
-    pid = document.get("pid")
-    recorded_at = document.get("time")
+    return host_trace_of(schema, ops, source, document.get("pid"), document.get("time"), by_id)
+
+
+def host_trace_of(
+    schema: str,
+    ops: list[HostOp],
+    source: str,
+    pid: object,
+    recorded_at: object,
+    by_id: dict[int, HostOp] | None = None,
+) -> HostTrace:
+    """The ``HostTrace`` of parsed ops (``by_id`` indexes them, if already done); raise
+    ``HostTraceError`` on a duplicate node id."""
+    if by_id is None:
+        by_id = {op.id: op for op in ops}
+    if len(by_id) != len(ops):
+        seen: set[int] = set()
+        for op in ops:
+            if op.id in seen:
+                raise HostTraceError(f"{source}: node {op.id}: duplicate node id")
+            seen.add(op.id)
     return HostTrace(
         schema,
         ops,
@@ -349,6 +392,28 @@ def parse_host_trace(document: object, source: str = "<host trace>") -> HostTrac
     )
 
 
+TypedParser = Callable[[bytes, str], "HostTrace | None"]
+
+
+def typed_parser() -> TypedParser | None:
+    """msgspec's typed reader of the common layout (``_host_fast``), or None without msgspec."""
+    try:
+        from trainsim.chakra_et.convert._host_fast import parse_typed
+    except ImportError:
+        return None
+    return parse_typed
+
+
 def load_host_trace(path: str | os.PathLike[str]) -> HostTrace:
-    """Read a host execution trace from a ``.json`` or ``.json.gz`` file."""
-    return parse_host_trace(read_json_document(path, HostTraceError), source=os.fspath(path))
+    """Read a host execution trace from a ``.json`` or ``.json.gz`` file.
+
+    With msgspec installed, a trace in the common layout is decoded straight into its ops;
+    any other (and every trace without msgspec) is read with ``json`` and checked field by
+    field. Both give the same ops."""
+    name = os.fspath(path)
+    data = read_trace_bytes(name, HostTraceError)
+    parse_typed = typed_parser()
+    trace = parse_typed(data, name) if parse_typed is not None else None
+    if trace is None:
+        trace = parse_host_trace(_decode_json(data, name, HostTraceError), source=name)
+    return trace

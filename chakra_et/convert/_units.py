@@ -8,6 +8,7 @@ stays in whole operators. Every host op gets exactly one fate for the report.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 from trainsim.chakra_et.convert._collectives import CommSpec, comm_spec, is_backend_op
@@ -62,31 +63,36 @@ def select_units(
     by_id = host.by_id
     children: dict[int, list[HostOp]] = {}
     roots: list[HostOp] = []
-    for op in host.ops:
-        if op.parent == op.id or op.parent not in by_id:
-            roots.append(op)
-        else:
-            children.setdefault(op.parent, []).append(op)
     # Names repeat (aten::mm a thousand times): classify each name once.
     by_name: dict[str, str] = {}
     kinds: dict[int, str] = {}
+    user_scoped: list[HostOp] = []  # operators that are annotations if they have children
+    comm_ops: list[HostOp] = []
     for op in host.ops:
+        op_id, parent = op.id, op.parent
+        if parent == op_id or parent not in by_id:
+            roots.append(op)
+        elif parent in children:
+            children[parent].append(op)
+        else:
+            children[parent] = [op]
         kind = by_name.get(op.name)
         if kind is None:
             kind = by_name[op.name] = _kind(op.name)
-        if kind == "operator" and op.scope == _USER_SCOPE and op.id in children:
-            kind = "annotation"
-        kinds[op.id] = kind
-    counts: dict[str, int] = {}
-    for kind in kinds.values():
-        counts[kind] = counts.get(kind, 0) + 1
+        if kind == "operator" and op.scope == _USER_SCOPE:
+            user_scoped.append(op)
+        elif kind == "comm_op":
+            comm_ops.append(op)
+        kinds[op_id] = kind
+    for op in user_scoped:
+        if op.id in children:
+            kinds[op.id] = "annotation"
+    counts = dict(Counter(kinds.values()))
 
     # Which ops wrap communication somewhere below them: walk up from each c10d op until an
     # ancestor already marked (comm ops are few, so this touches few ops).
     wraps_comm: set[int] = set()
-    for op in host.ops:
-        if kinds[op.id] != "comm_op":
-            continue
+    for op in comm_ops:
         cursor = by_id.get(op.parent) if op.parent != op.id else None
         steps = 0
         while cursor is not None and cursor.id not in wraps_comm and steps < len(by_id):
@@ -104,7 +110,10 @@ def select_units(
 
     def fold(unit: Unit, top: HostOp) -> None:
         """Attach ``top``'s subtree to ``unit``; backend spans are paired later instead."""
-        pending = list(children.get(top.id, ()))
+        if top.id not in children:
+            return  # most operators: nothing below them
+        pending = list(children[top.id])
+        inside = f"folded: inside {'c10d op' if unit.kind == 'comm' else 'operator'}"
         while pending:
             op = pending.pop()
             if op.id in unit_of:
@@ -122,41 +131,45 @@ def select_units(
                 unit.param_comms = unit.param_comms or op
                 fate("folded: record_param_comms of its c10d op")
             else:
-                fate(f"folded: inside {'c10d op' if unit.kind == 'comm' else 'operator'}")
+                fates[inside] = fates.get(inside, 0) + 1
             pending.extend(children.get(op.id, ()))
 
     stack = list(reversed(roots))
     visited: set[int] = set()
+    emitted = 0
     while stack:
         op = stack.pop()
-        if op.id in visited or op.id in unit_of:
+        op_id = op.id
+        if op_id in visited or op_id in unit_of:
             continue
-        visited.add(op.id)
-        kind = kinds[op.id]
-        kids = children.get(op.id, [])
+        visited.add(op_id)
+        kind = kinds[op_id]
         if kind == "comm_backend":
             backend_ops.append(op)
-            stack.extend(reversed(kids))  # see fold(): misfiled children of a worker span
+            # See fold(): misfiled children of a worker span.
+            stack.extend(reversed(children.get(op_id, ())))
             continue
         if kind in ("thread_root", "profiler_step", "annotation") or (
-            kind == "operator" and op.id in wraps_comm
+            kind == "operator" and op_id in wraps_comm
         ):
             reason = "wraps communication" if kind == "operator" else kind.replace("_", " ")
             fate(f"container: {reason}")
-            stack.extend(reversed(kids))
+            stack.extend(reversed(children.get(op_id, ())))
             continue
         if kind == "process_group_init":
-            unit = Unit(op, "metadata")
+            unit = Unit(op, "metadata", members=[op])
         elif kind == "comm_op":
-            unit = Unit(op, "comm", spec=comm_spec(op.name))
+            unit = Unit(op, "comm", spec=comm_spec(op.name), members=[op])
         else:
-            unit = Unit(op, "comp")
-        unit.members.append(op)
-        unit_of[op.id] = unit
+            unit = Unit(op, "comp", members=[op])
+        unit_of[op_id] = unit
         units.append(unit)
-        fate("emitted")
+        emitted += 1
         fold(unit, op)
-    for op in host.ops:  # ops unreachable from any root (a parent cycle): counted, not lost
-        if op.id not in visited and op.id not in unit_of and kinds[op.id] != "comm_backend":
-            fate("dropped: unreachable from any thread root (parent cycle)")
+    if emitted:
+        fates["emitted"] = emitted
+    if len(visited.union(unit_of)) < len(host.ops):
+        for op in host.ops:  # ops unreachable from any root (a parent cycle): counted, not lost
+            if op.id not in visited and op.id not in unit_of and kinds[op.id] != "comm_backend":
+                fate("dropped: unreachable from any thread root (parent cycle)")
     return units, unit_of, counts, fates, backend_ops

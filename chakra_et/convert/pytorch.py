@@ -243,7 +243,8 @@ def _convert(
     set_attr(graph.metadata, "source_schema", host.schema)
     set_attr(graph.metadata, "converter", "trainsim chakra_et.convert.pytorch")
     report.et_nodes_out = len(graph)
-    report.et_nodes_by_type = Counter(node_type_name(n.type) for n in graph)
+    by_type = Counter(n.type for n in graph.node_list)  # names once per type, not per node
+    report.et_nodes_by_type = Counter({node_type_name(t): c for t, c in by_type.items()})
     if check:
         validate(graph, source=f"ET converted from {host.source}")
     if kineto is not None and kineto.profiler_steps and link is not None:
@@ -276,8 +277,42 @@ def convert_pytorch(
     if host is None and kineto is None:
         raise TraceConversionError("nothing to convert: give a host trace or a Kineto one")
     with _gc_paused():
+        # One pause for reading and converting, the traces freed inside it: a collection
+        # when the collector is back walks every object allocated while it was paused and
+        # still alive (the whole parsed trace, had it ended after reading).
         host_trace = load_host_trace(host) if host is not None else None
         kineto_trace = load_kineto_trace(kineto) if kineto is not None else None
+        result = _convert_loaded(
+            host,
+            kineto,
+            host_trace,
+            kineto_trace,
+            rank=rank,
+            world_size=world_size,
+            host_gaps=host_gaps,
+            known_sequences=known_sequences,
+            force=force,
+        )
+        del host_trace, kineto_trace
+    if output is not None:
+        save(result.graph, output)
+        result.report.output = os.fspath(output)
+    return result
+
+
+def _convert_loaded(
+    host: PathLike | None,
+    kineto: PathLike | None,
+    host_trace: HostTrace | None,
+    kineto_trace: KinetoTrace | None,
+    *,
+    rank: int | None,
+    world_size: int | None,
+    host_gaps: bool,
+    known_sequences: GroupSequences | None,
+    force: bool,
+) -> Conversion:
+    """``convert_pytorch`` once its traces are read: find the rank, convert."""
     kineto_rank = kineto_trace is not None and "rank" in kineto_trace.distributed_info
     if rank is None and not kineto_rank:
         # Kineto's own rank, when it has one, wins over a file name.
@@ -289,7 +324,7 @@ def convert_pytorch(
             f"{kineto}: Kineto trace names no rank (no distributedInfo.rank, none in its file "
             "name); give --rank"
         )
-    result = convert_traces(
+    return convert_traces(
         host_trace,
         kineto_trace,
         rank=rank,
@@ -298,10 +333,6 @@ def convert_pytorch(
         known_sequences=known_sequences,
         force=force,
     )
-    if output is not None:
-        save(result.graph, output)
-        result.report.output = os.fspath(output)
-    return result
 
 
 def convert_kineto(
