@@ -79,6 +79,11 @@ from trainsim.models._plan import (
     stage_layer_ranges,
 )
 from trainsim.models._presets import MODEL_PRESETS, model_preset
+from trainsim.models._published import (
+    MEASURED_PRESET_NAMES,
+    measured_preset,
+    measured_presets,
+)
 from trainsim.models._ranks import GROUP_KINDS, RankCoord, RankLayout
 from trainsim.models._roofline import (
     COMM_BESIDE_ATTR,
@@ -98,6 +103,7 @@ __all__ = [
     "DEVICE_PRESETS",
     "GROUP_KINDS",
     "HF_TRAINING_SEQ_LEN",
+    "MEASURED_PRESET_NAMES",
     "MODEL_PRESETS",
     "ROOFLINE_ATTR",
     "TIGHT_MARGIN_FRACTION",
@@ -141,6 +147,8 @@ __all__ = [
     "measure_attention",
     "measure_gemm",
     "measured_device",
+    "measured_preset",
+    "measured_presets",
     "memory_by_stage",
     "memory_fit",
     "memory_per_gpu",

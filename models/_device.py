@@ -22,6 +22,9 @@ The efficiency model is one global calibration, never fitted to a published trai
   executes, forward and backward together: FlashAttention-2 reports 50-73% of peak forward on
   A100 and FlashAttention-3 up to 75% on H100, both lower backward (the papers' abstracts; a
   lead, not a measurement of ours).
+* ``models.measured_preset`` gives each preset with tables built from published
+  measurements instead (``models._published``): GEMM and attention rates by shape, and a
+  measured streaming HBM rate (``memory_measured_gbps``) in place of ``memory_fraction``.
 * Time of an operation is the roofline ``max(flops / achieved_flops, bytes / achieved_bw)``;
   a node standing for several operations sums theirs (``models.roofline_time_us``).
 * A device file may carry rates measured on the device itself (``measure-device``,
@@ -74,6 +77,12 @@ class EfficiencyModel(BaseModel):
         0.5, gt=0.0, le=1.0, description="fraction of peak for non-GEMM arithmetic"
     )
     memory_fraction: float = Field(0.90, gt=0.0, le=1.0, description="of HBM bandwidth")
+    memory_measured_gbps: float | None = Field(
+        None,
+        gt=0,
+        description="measured streaming HBM rate in GB/s; replaces memory_fraction when set",
+    )
+    memory_source: str = Field("", description="where memory_measured_gbps was measured")
     attention_fraction: float = Field(
         0.5, gt=0.0, le=1.0, description="of peak for fused attention (executed FLOPs)"
     )
@@ -196,12 +205,18 @@ class DeviceSpec(BaseModel):
         achieved = self.gemm_flops_per_s(m, n, k, dtype)
         return max(flops / achieved, bytes_moved / self.achieved_bandwidth) * 1e6
 
-    def gemm_flops_per_s(self, m: int, n: int, k: int, dtype: str = "bf16") -> float:
+    def gemm_flops_per_s(
+        self, m: int, n: int, k: int, dtype: str = "bf16", *, batch: float = 1.0
+    ) -> float:
         """FLOP/s an (m x k) @ (k x n) GEMM reaches: measured if the device has a table for
-        ``dtype`` (``EfficiencyModel.gemm_measured``), else peak times the shape curve."""
+        ``dtype`` (``EfficiencyModel.gemm_measured``), else peak times the shape curve.
+
+        ``batch``: independent products of that shape in one kernel (a batched GEMM over
+        attention heads, a grouped GEMM over experts). A measured table looks the batch up as
+        ``batch`` times the rows (the kernel tiles them alike); the curve ignores it."""
         table = self.efficiency.measured_gemm(dtype)
         if table is not None:
-            return table.tflops(m, n, k) * 1e12
+            return table.tflops(max(round(m * batch), m), n, k) * 1e12
         return self.peak_flops(dtype) * self.efficiency.gemm_fraction(m, n, k)
 
     def attention_flops_per_s(
@@ -217,7 +232,12 @@ class DeviceSpec(BaseModel):
 
     @property
     def achieved_bandwidth(self) -> float:
-        """HBM bytes per second that streaming kernels reach."""
+        """HBM bytes per second that streaming kernels reach: the measured rate when the
+        efficiency model has one (``EfficiencyModel.memory_measured_gbps``), else
+        ``memory_fraction`` of the datasheet bandwidth."""
+        measured = self.efficiency.memory_measured_gbps
+        if measured is not None:
+            return measured * 1e9
         return self.hbm_bandwidth_gbps * 1e9 * self.efficiency.memory_fraction
 
     def op_time_us(
@@ -246,7 +266,10 @@ class DeviceSpec(BaseModel):
         if not flops:
             rate = 1.0  # unused: no arithmetic, the bytes decide
         elif gemm_shape is not None:
-            rate = self.gemm_flops_per_s(*gemm_shape, dtype)
+            m, n, k = gemm_shape
+            # FLOPs beyond one product of the shape are a batch of such products.
+            batch = flops / (2.0 * m * n * k) if m and n and k else 1.0
+            rate = self.gemm_flops_per_s(m, n, k, dtype, batch=batch)
         elif attention and attention_shape is not None:
             rate = self.attention_flops_per_s(*attention_shape, dtype, backward=backward)
         elif attention:

@@ -45,6 +45,9 @@ per-row value:
 ``run_validation(devices=...)`` (``trainsim validate --device FILE``) replaces a device preset
 by a device file, e.g. one with GEMM and attention rates measured on that GPU
 (``trainsim measure-device``): the study then scores the measured device, not the curve.
+``device_set="published"`` (``--device-set published``) scores every device on the tables
+built from published measurements (``models.measured_preset``) instead of the presets;
+device files still replace those of their name.
 
 The llm-foundry table beside it (``ground_truth/llm_foundry.csv``, MosaicML's MPT benchmarks
 on FSDP) is a source of its own, with its own documented defaults and MPT's FLOP convention
@@ -73,6 +76,7 @@ from trainsim.models import (
     DeviceSpec,
     ModelSpec,
     ParallelPlan,
+    measured_preset,
     memory_per_gpu,
     model_from_mapping,
     stage_layer_ranges,
@@ -92,6 +96,7 @@ from trainsim.studies._validation_foundry import (
 
 __all__ = [
     "DATA_DIR_ENV",
+    "DEVICE_SETS",
     "ValidationReport",
     "ValidationRow",
     "default_data_path",
@@ -99,6 +104,8 @@ __all__ = [
 ]
 
 _DEVICES = {"A100-80GB": "a100-80gb", "A100-40GB": "a100-40gb", "H100": "h100-sxm"}
+#: Device sets a validation can score: the presets, or the tables from published measurements.
+DEVICE_SETS = ("presets", "published")
 #: Source prefix -> short label for tables.
 _SOURCES = {
     "Narayanan": "Narayanan 2021 Table 1",
@@ -493,6 +500,7 @@ def run_validation(
     progress: bool | None = None,
     foundry: str | Path | None = None,
     include_foundry: bool = True,
+    device_set: str = "presets",
 ) -> ValidationReport:
     """Predict every row of the published-measurements table and of the llm-foundry table,
     and report the errors.
@@ -503,8 +511,15 @@ def run_validation(
     llm-foundry MPT table (``studies._validation_foundry``); by default the one beside the
     published table, scored when it is there (the report notes when it is not). A ``foundry``
     path that does not exist is an error; ``include_foundry=False`` leaves the source out.
+    ``device_set="published"`` puts ``models.measured_preset`` of every device the tables use
+    in place of its preset (``devices`` still replace those of their name).
     """
-    replaced = {spec.name: spec for spec in devices}
+    if device_set not in DEVICE_SETS:
+        raise ValueError(f"device_set={device_set!r} is not one of {', '.join(DEVICE_SETS)}")
+    replaced: dict[str, DeviceSpec] = {}
+    if device_set == "published":
+        replaced = {name: measured_preset(name) for name in sorted(set(_DEVICES.values()))}
+    replaced.update({spec.name: spec for spec in devices})
     unknown = sorted(set(replaced) - set(_DEVICES.values()))
     if unknown:
         known = ", ".join(sorted(set(_DEVICES.values())))

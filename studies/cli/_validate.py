@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from trainsim.models import load_device
-from trainsim.studies.validation import DATA_DIR_ENV, run_validation
+from trainsim.studies.validation import DATA_DIR_ENV, DEVICE_SETS, run_validation
 
 __all__ = ["register"]
 
@@ -36,6 +36,13 @@ def register(sub: Any) -> None:
         help="device file replacing the preset of its name (e.g. from measure-device); repeatable",
     )
     parser.add_argument(
+        "--device-set",
+        choices=DEVICE_SETS,
+        default="presets",
+        help="devices to score: the presets (default) or the tables built from published "
+        "measurements (models.measured_preset); --device files still replace their name",
+    )
+    parser.add_argument(
         "--foundry",
         default=None,
         metavar="FILE",
@@ -61,6 +68,7 @@ def _run(args: argparse.Namespace) -> int:
         progress=None if not args.json else False,
         foundry=args.foundry,
         include_foundry=not args.no_foundry,
+        device_set=args.device_set,
     )
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
