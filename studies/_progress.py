@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 __all__ = ["LoopProgress", "progress_enabled"]
 
 T = TypeVar("T")
+P = TypeVar("P", bound="LoopProgress")
 
 
 def progress_enabled(enabled: bool | None) -> bool:
@@ -31,7 +32,7 @@ class LoopProgress:
         self._progress: Any = None
         self._task: Any = None
 
-    def __enter__(self) -> LoopProgress:
+    def __enter__(self: P) -> P:
         if self.enabled and self.total:
             from rich.console import Console
             from rich.progress import (

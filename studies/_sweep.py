@@ -410,13 +410,13 @@ def sweep(
         SweepProgress(len(tasks), objective=objective, enabled=progress) as bar,
     ):
         for _ in records:
-            bar.advance(best)
+            bar.advance_best(best)
         if todo:
             for record in runner.imap_unordered(functools.partial(evaluate_plan, context), todo):
                 sink.append(record)
                 records.append(record)
                 best = _pick(best, record, better)
-                bar.advance(best)
+                bar.advance_best(best)
                 if on_result is not None:
                     on_result(record)
 

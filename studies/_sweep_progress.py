@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from types import TracebackType
 from typing import Any
+
+from trainsim.studies._progress import LoopProgress
 
 __all__ = ["SweepProgress", "describe_plan"]
 
@@ -25,61 +25,20 @@ def describe_plan(record: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-class SweepProgress:
-    """A rich progress bar of a sweep on stderr.
+class SweepProgress(LoopProgress):
+    """A rich progress bar of a sweep on stderr, with the best plan so far.
 
     ``enabled`` None shows it only when stderr is a terminal (quiet in pipes, logs and CI);
     True or False force it on or off.
     """
 
     def __init__(self, total: int, *, objective: str, enabled: bool | None = None) -> None:
-        self.total = total
+        super().__init__("sweep", total, enabled=enabled)
         self.objective = objective
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self._progress: Any = None
-        self._task: Any = None
 
-    def __enter__(self) -> SweepProgress:
-        if self.enabled and self.total:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self._progress = Progress(
-                TextColumn("sweep"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[best]}"),
-                console=Console(stderr=True),
-                transient=False,
-            )
-            self._progress.start()
-            self._task = self._progress.add_task("sweep", total=self.total, best="")
-        return self
-
-    def advance(self, best: dict[str, Any] | None) -> None:
+    def advance_best(self, best: dict[str, Any] | None) -> None:
         """Count one plan done; show ``best`` (a record) as the best so far."""
-        if self._progress is None:
-            return
         label = ""
         if best is not None and best.get("objective") is not None:
             label = f"best {self.objective}={best['objective']:.4g}: {describe_plan(best)}"
-        self._progress.update(self._task, advance=1, best=label)
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
+        self.advance(label)
