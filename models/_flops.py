@@ -192,17 +192,23 @@ _FP8_FUSED_INPUT = frozenset(("q", "k", "v", "qkv", "q_a", "q_b", "kv_a", "kv_b"
 
 
 def _fp8_casts(
-    name: str, m: int, k: int, n: int, micro_batches: int, recipe: str = "delayed"
+    name: str,
+    m: int,
+    k: int,
+    n: int,
+    micro_batches: int,
+    recipe: str = "delayed",
+    weights: int = 1,
 ) -> OpCost:
     """The FP8 kernels around one GEMM, per micro-batch (forward, backward by its factor).
 
     Forward: the weight's cast-transpose once per step (the FP8 weight is cached across
-    micro-batches, so 1/micro_batches of it here), and the input's unless a fused kernel
-    wrote it. Backward: the output gradient's cast-transpose (the data- and weight-gradient
-    GEMMs read it as FP8).
+    micro-batches, so 1/micro_batches of it here; ``weights`` of them for a grouped GEMM's
+    experts), and the input's unless a fused kernel wrote it. Backward: the output gradient's
+    cast-transpose (the data- and weight-gradient GEMMs read it as FP8).
     """
     per_element = FP8_RECIPE_CAST_BYTES[recipe]
-    fwd = per_element * k * n / max(micro_batches, 1)
+    fwd = per_element * k * n * weights / max(micro_batches, 1)
     if name not in _FP8_FUSED_INPUT:
         fwd += per_element * m * k
     bwd = per_element * m * n
@@ -263,23 +269,15 @@ def layer_cost(model: ModelSpec, plan: ParallelPlan, moe: bool) -> LayerCost:
             shape = (per_expert, n_out, k_in)
             ops.append(OpCost(f"experts_{proj.name}", "gemm", flops, size, shape))
             if fp8:
-                casts = _fp8_casts(
-                    f"experts_{proj.name}",
-                    routed_tokens,
-                    k_in,
-                    n_out,
-                    plan.num_micro_batches,
-                    plan.fp8_recipe,
-                )
-                # Every local expert's weight is cast, not one: scale the weight part.
-                per_element = FP8_RECIPE_CAST_BYTES[plan.fp8_recipe]
-                extra = per_element * k_in * n_out * (local_experts - 1)
-                extra_fwd = round(extra / max(plan.num_micro_batches, 1))
                 ops.append(
-                    replace(
-                        casts,
-                        fwd_bytes=casts.fwd_bytes + extra_fwd,
-                        bwd_bytes_factor=casts.bwd_bytes / (casts.fwd_bytes + extra_fwd),
+                    _fp8_casts(
+                        f"experts_{proj.name}",
+                        routed_tokens,
+                        k_in,
+                        n_out,
+                        plan.num_micro_batches,
+                        plan.fp8_recipe,
+                        weights=local_experts,
                     )
                 )
         act = _activation(model, routed_tokens * model.expert_ffn_size // tp)
