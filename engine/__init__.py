@@ -21,6 +21,7 @@ from trainsim.engine._failures import (
     daly_interval_s,
     young_interval_s,
 )
+from trainsim.engine._fast import FastStep, FastTierError, fast_step, fast_tier_applies
 from trainsim.engine._forecast import TrainingForecast, forecast
 from trainsim.engine._predict import default_granularity, plan_workload, predict
 from trainsim.engine._result import RankBreakdown, StepMetrics, StepResult
@@ -47,6 +48,8 @@ __all__ = [
     "Distribution",
     "EngineError",
     "FailureSpec",
+    "FastStep",
+    "FastTierError",
     "ForecastConfigError",
     "InterruptionTable",
     "RankBreakdown",
@@ -66,6 +69,8 @@ __all__ = [
     "daly_interval_s",
     "default_cluster",
     "default_granularity",
+    "fast_step",
+    "fast_tier_applies",
     "forecast",
     "groups_from_metadata",
     "load_comm_groups",

@@ -12,13 +12,14 @@ from trainsim.models import (
     ModelSpec,
     ParallelPlan,
     RankLayout,
+    check_plan,
     generate_rank_classes,
     memory_fit,
     memory_per_gpu,
     step_flops,
 )
 
-__all__ = ["default_granularity", "plan_workload", "predict"]
+__all__ = ["default_granularity", "plan_metrics", "plan_workload", "predict"]
 
 
 def default_granularity(plan: ParallelPlan) -> Granularity:
@@ -48,18 +49,10 @@ def plan_workload(
     )
 
 
-def predict(
-    model: ModelSpec,
-    plan: ParallelPlan,
-    system: System,
-    *,
-    granularity: Granularity | None = None,
-) -> StepResult:
-    """Predict one training step of ``model`` under ``plan`` on ``system`` (at
-    ``default_granularity(plan)`` unless ``granularity`` is given)."""
-    workload = plan_workload(model, plan, granularity=granularity)
-    flops = step_flops(model, plan)
-    memory = memory_per_gpu(model, plan)
+def plan_metrics(model: ModelSpec, plan: ParallelPlan, system: System) -> StepMetrics:
+    """The throughput figures of ``plan``'s step on ``system``, after checking that the
+    system's device runs the plan's precision (``SystemConfigError`` otherwise)."""
+    check_plan(model, plan)
     device = system.device_spec
     if plan.dtype == "fp8" and not device.fp8_recipes:
         rates = ", ".join(sorted(device.peak_tflops))
@@ -72,17 +65,33 @@ def predict(
             f"fp8_recipe={plan.fp8_recipe!r} does not run on {device.name} (its FP8 recipes: "
             f"{runs})"
         )
-    metrics = StepMetrics(
+    flops = step_flops(model, plan)
+    memory = memory_per_gpu(model, plan)
+    return StepMetrics(
         tokens_per_step=float(flops.tokens),
         model_flops_per_step=float(flops.model_flops),
         hardware_flops_per_step=float(flops.hardware_flops),
         gpus=plan.num_gpus,
-        peak_flops_per_gpu=system.device_spec.peak_flops(plan.dtype),
+        peak_flops_per_gpu=device.peak_flops(plan.dtype),
         memory_gib_per_gpu=memory.total_bytes / 2**30,
         precision=plan.dtype,
     )
+
+
+def predict(
+    model: ModelSpec,
+    plan: ParallelPlan,
+    system: System,
+    *,
+    granularity: Granularity | None = None,
+) -> StepResult:
+    """Predict one training step of ``model`` under ``plan`` on ``system`` (at
+    ``default_granularity(plan)`` unless ``granularity`` is given)."""
+    metrics = plan_metrics(model, plan, system)
+    workload = plan_workload(model, plan, granularity=granularity)
     result = simulate(workload, system, metrics=metrics, label=workload.name)
-    fit = memory_fit(memory.total_bytes, system.device_spec)
+    need_gib = metrics.memory_gib_per_gpu or 0.0  # plan_metrics always states it
+    fit = memory_fit(int(need_gib * 2**30), system.device_spec)
     if fit.verdict == "does not fit":
         result.notes.append(
             f"memory {fit.need_gib:.1f} GiB per GPU exceeds the {fit.usable_gib:.1f} GiB usable "

@@ -11,11 +11,11 @@ from trainsim.collectives import CollectiveError, collective_time_us, compressed
 from trainsim.engine._errors import WorkloadError
 from trainsim.engine._program import Program, compile_program, stretch_beside
 from trainsim.engine._result import StepMetrics, StepResult
-from trainsim.engine._sim import run_programs
+from trainsim.engine._sim import CollectiveCoster, run_programs
 from trainsim.engine._system import System
 from trainsim.engine._workload import Workload
 
-__all__ = ["simulate"]
+__all__ = ["simulate", "system_coster"]
 
 #: Group kinds whose collectives synchronize gradients (what compression applies to).
 _GRADIENT_KINDS = frozenset(("dp", "dp_cp", "edp"))
@@ -32,9 +32,7 @@ def workload_dtype(graph: chakra_et.ETGraph, name: str) -> str:
     if value is None:
         return "bf16"
     if value not in _DTYPES:
-        raise WorkloadError(
-            f"{name}: metadata dtype={value!r} is not one of {', '.join(_DTYPES)}"
-        )
+        raise WorkloadError(f"{name}: metadata dtype={value!r} is not one of {', '.join(_DTYPES)}")
     return str(value)
 
 
@@ -67,6 +65,53 @@ def _all_comm_kinds(programs: dict[int, Program], workload: Workload) -> dict[in
             shared[key] = kinds
         out[rank] = kinds
     return out
+
+
+#: One coster per System object, shared by every simulation and fast evaluation of it.
+_COSTERS: dict[int, tuple[System, CollectiveCoster]] = {}
+
+
+def system_coster(system: System) -> CollectiveCoster:
+    """The collective coster of ``system`` (ns), memoised for as long as the system lives.
+
+    A collective costs what its algorithm's schedule costs on the topology its group spans,
+    and gradient reductions of a compressing system what the compressed exchange costs.
+    """
+    entry = _COSTERS.get(id(system))
+    if entry is not None and entry[0] is system:
+        return entry[1]
+    topo = system.topology
+    compression = system.compression
+    memory_bandwidth_gbps = system.device_spec.hbm_bandwidth_gbps
+
+    @cache
+    def coster(op: str, size: int, group: tuple[int, ...], kind: str) -> float:
+        if len(group) <= 1 or (size == 0 and op != "barrier"):
+            return 0.0
+        algorithm = system.algorithm_for(op)
+        try:
+            if compression is not None and kind in _GRADIENT_KINDS and op in _COMPRESSIBLE:
+                return 1000.0 * compressed_sync_time_us(
+                    compression,
+                    size,
+                    group,
+                    topo,
+                    algorithm,
+                    system.cost_model,
+                    system.collective,
+                    op=op,
+                    memory_bandwidth_gbps=memory_bandwidth_gbps,
+                )
+            return 1000.0 * collective_time_us(
+                op, size, group, topo, algorithm, system.cost_model, system.collective
+            )
+        except CollectiveError as exc:
+            raise WorkloadError(f"{op} of {size} bytes on ranks {group[:8]}: {exc}") from None
+
+    if len(_COSTERS) > 64:  # systems of finished sweeps: drop them rather than keep them all
+        _COSTERS.clear()
+    _COSTERS[id(system)] = (system, coster)
+    return coster
 
 
 def simulate(
@@ -150,32 +195,7 @@ def _simulate(
             group_ids[key] = gid
         return gid
 
-    compression = system.compression
-    memory_bandwidth_gbps = device.hbm_bandwidth_gbps
-
-    @cache
-    def coster(op: str, size: int, group: tuple[int, ...], kind: str) -> float:
-        if len(group) <= 1 or (size == 0 and op != "barrier"):
-            return 0.0
-        algorithm = system.algorithm_for(op)
-        try:
-            if compression is not None and kind in _GRADIENT_KINDS and op in _COMPRESSIBLE:
-                return 1000.0 * compressed_sync_time_us(
-                    compression,
-                    size,
-                    group,
-                    topo,
-                    algorithm,
-                    system.cost_model,
-                    system.collective,
-                    op=op,
-                    memory_bandwidth_gbps=memory_bandwidth_gbps,
-                )
-            return 1000.0 * collective_time_us(
-                op, size, group, topo, algorithm, system.cost_model, system.collective
-            )
-        except CollectiveError as exc:
-            raise WorkloadError(f"{op} of {size} bytes on ranks {group[:8]}: {exc}") from None
+    coster = system_coster(system)
 
     stretched: set[int] = set()
     for rank, program in programs.items():

@@ -92,6 +92,13 @@ from trainsim.models._roofline import (
     encode_roofline,
     roofline_time_us,
 )
+from trainsim.models._segments import (
+    Segment,
+    StageTail,
+    segment_key,
+    stage_segment,
+    stage_tail,
+)
 from trainsim.models._spec import ModelSpec, Projection
 
 __all__ = [
@@ -128,6 +135,8 @@ __all__ = [
     "RankCoord",
     "RankLayout",
     "Recompute",
+    "Segment",
+    "StageTail",
     "StepFlops",
     "UnknownPresetError",
     "check_memory",
@@ -159,9 +168,12 @@ __all__ = [
     "pipeline_schedule",
     "plan_from_mapping",
     "roofline_time_us",
+    "segment_key",
     "stage_layer_counts",
     "stage_layer_ranges",
     "stage_layers",
+    "stage_segment",
+    "stage_tail",
     "step_flops",
     "tables_from_raw",
     "write_per_rank",

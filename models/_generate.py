@@ -112,7 +112,6 @@ class _RankProgram(_LayerProgram):
         prev_stage = b.layout.rank_of(tp=c.tp, cp=c.cp, dp=c.dp, pp=(self.stage - 1) % p)
         next_stage = b.layout.rank_of(tp=c.tp, cp=c.cp, dp=c.dp, pp=(self.stage + 1) % p)
         last_chunk = p * v - 1
-        layer_fn = self._layer_coarse if b.gran == "layer" else self._layer_fine
         prev = -1
         for phase, mb, chunk in pipeline_schedule(p, self.stage, m, v):
             gchunk = chunk * p + self.stage
@@ -124,48 +123,58 @@ class _RankProgram(_LayerProgram):
                 recv = b.p2p(
                     f"recv.{phase}.mb{mb}.c{chunk}", False, peer, self.act_bytes, tag, prev
                 )
-                prev = recv  # the receive itself follows ``prev``
-                if self.gather_received:
-                    name = f"recv.{phase}.mb{mb}.c{chunk}.tp_ag"
-                    prev = b.coll(name, "tp", _AG, self.act_bytes, [prev])
-            if fwd:
-                if gchunk == 0:
-                    size = embedding_cost(self.model, plan).fwd_bytes
-                    prev = b.comp(f"embedding.fwd.mb{mb}", 0, size, prev, {**attrs, "layer": -1})
-                for layer in self.chunks[chunk]:
-                    prev = layer_fn(layer, "fwd", prev, attrs)
-                if gchunk == last_chunk:
-                    prev = self._logits("fwd", mb, prev, attrs)
-                else:
-                    tag = 1 + mb * v + (gchunk + 1) // p
-                    send = b.p2p(
-                        f"send.fwd.mb{mb}.c{chunk}", True, next_stage, self.act_bytes, tag, prev
-                    )
-                    if plan.blocking_p2p:
-                        b.block_until_next_compute([send])
-            else:
-                if gchunk == last_chunk:
-                    prev = self._logits("bwd", mb, prev, attrs)
-                    has_output = not self.model.tied_embeddings or p * v > 1
-                    if has_output and (mb == m - 1 or plan.zero_stage >= 3):
-                        self._grad_sync("output", prev, mb)
-                for layer in reversed(self.chunks[chunk]):
-                    prev = layer_fn(layer, "bwd", prev, attrs)
-                    if mb == m - 1 or plan.zero_stage >= 3:
-                        self._grad_sync(f"L{layer}", prev, mb)
-                if gchunk == 0:
-                    size = embedding_cost(self.model, plan).bwd_bytes
-                    prev = b.comp(f"embedding.bwd.mb{mb}", 0, size, prev, {**attrs, "layer": -1})
-                    if mb == m - 1 or plan.zero_stage >= 3:
-                        self._grad_sync("embedding", prev, mb)
-                else:
-                    tag = 1 + (m + mb) * v + (gchunk - 1) // p
-                    send = b.p2p(
-                        f"send.bwd.mb{mb}.c{chunk}", True, prev_stage, self.act_bytes, tag, prev
-                    )
-                    if plan.blocking_p2p:
-                        b.block_until_next_compute([send])
+                prev = self._received(phase, mb, chunk, recv)
+            prev = self.body(phase, mb, chunk, prev, attrs)
+            if gchunk < last_chunk if fwd else gchunk > 0:
+                peer = next_stage if fwd else prev_stage
+                receiver = (gchunk + 1) // p if fwd else (gchunk - 1) // p
+                tag = 1 + ((0 if fwd else 1) * m + mb) * v + receiver
+                send = b.p2p(f"send.{phase}.mb{mb}.c{chunk}", True, peer, self.act_bytes, tag, prev)
+                if plan.blocking_p2p:
+                    b.block_until_next_compute([send])
         self._optimizer(prev)
+
+    def _received(self, phase: str, mb: int, chunk: int, recv: int) -> int:
+        """What follows a receive: Megatron's all-gather of a scattered activation, if any."""
+        if not self.gather_received:
+            return recv
+        return self.b.coll(f"recv.{phase}.mb{mb}.c{chunk}.tp_ag", "tp", _AG, self.act_bytes, [recv])
+
+    def body(self, phase: str, mb: int, chunk: int, prev: int, attrs: dict[str, object]) -> int:
+        """One pipeline step's compute after ``prev``, between its receive and its send.
+
+        The embedding, the chunk's layers and the logits as the stage holds them, and the
+        gradient reductions whose weights the step finishes (``_grad_sync``).
+        """
+        b, plan, m = self.b, self.plan, self.plan.num_micro_batches
+        gchunk = chunk * plan.pp + self.stage
+        last_chunk = plan.pp * plan.vpp - 1
+        layer_fn = self._layer_coarse if b.gran == "layer" else self._layer_fine
+        syncs = mb == m - 1 or plan.zero_stage >= 3
+        if phase == "fwd":
+            if gchunk == 0:
+                size = embedding_cost(self.model, plan).fwd_bytes
+                prev = b.comp(f"embedding.fwd.mb{mb}", 0, size, prev, {**attrs, "layer": -1})
+            for layer in self.chunks[chunk]:
+                prev = layer_fn(layer, "fwd", prev, attrs)
+            if gchunk == last_chunk:
+                prev = self._logits("fwd", mb, prev, attrs)
+            return prev
+        if gchunk == last_chunk:
+            prev = self._logits("bwd", mb, prev, attrs)
+            has_output = not self.model.tied_embeddings or last_chunk > 0
+            if has_output and syncs:
+                self._grad_sync("output", prev, mb)
+        for layer in reversed(self.chunks[chunk]):
+            prev = layer_fn(layer, "bwd", prev, attrs)
+            if syncs:
+                self._grad_sync(f"L{layer}", prev, mb)
+        if gchunk == 0:
+            size = embedding_cost(self.model, plan).bwd_bytes
+            prev = b.comp(f"embedding.bwd.mb{mb}", 0, size, prev, {**attrs, "layer": -1})
+            if syncs:
+                self._grad_sync("embedding", prev, mb)
+        return prev
 
     def _logits(self, phase: str, mb: int, prev: int, attrs: dict[str, object]) -> int:
         proj, loss = logits_cost(self.model, self.plan)
@@ -193,11 +202,15 @@ class _RankProgram(_LayerProgram):
             return
         self._emit_grad_sync(block, after, mb)
 
-    def _emit_grad_sync(self, block: str, after: int, mb: int) -> None:
+    def grad_sync_bytes(self, block: str) -> tuple[tuple[str, int], ...]:
+        """(group kind, bytes) of the gradient reductions of one block's weights."""
         dense_local, expert_local = self._block_params(block)
-        for kind, count in (("dp_cp", dense_local), ("edp", expert_local)):
+        return (("dp_cp", _GRAD_BYTES * dense_local), ("edp", _GRAD_BYTES * expert_local))
+
+    def _emit_grad_sync(self, block: str, after: int, mb: int) -> None:
+        for kind, size in self.grad_sync_bytes(block):
             name = f"{block}.grad.{kind}.mb{mb}"
-            nid = self.b.coll(name, kind, self.grad_type, _GRAD_BYTES * count, [after])
+            nid = self.b.coll(name, kind, self.grad_type, size, [after])
             if nid != after:
                 self.pending.append(nid)
 
@@ -209,47 +222,64 @@ class _RankProgram(_LayerProgram):
         Between two ranks that is an exchange: each sends its whole gradient to the other,
         what NCCL's two-rank ring moves per direction too.
         """
-        b, plan, model = self.b, self.plan, self.model
-        last = plan.pp - 1
-        if not model.tied_embeddings or plan.pp == 1 or self.stage not in (0, last):
+        b, plan = self.b, self.plan
+        size = self.embedding_exchange_bytes()
+        if not size:
             return []
         c = b.coord
-        peer = b.layout.rank_of(tp=c.tp, cp=c.cp, dp=c.dp, pp=last - self.stage)
-        size = _GRAD_BYTES * model.vocab_size * model.hidden_size // plan.tp
+        peer = b.layout.rank_of(tp=c.tp, cp=c.cp, dp=c.dp, pp=plan.pp - 1 - self.stage)
         tag = 2 * plan.num_micro_batches * plan.vpp + 1  # after every pipeline tag
         send = b.p2p("embedding.grad.send", True, peer, size, tag, tail, self.pending)
         recv = b.p2p("embedding.grad.recv", False, peer, size, tag, tail)
         return [send, recv]
 
-    def _optimizer(self, tail: int) -> None:
-        b, plan = self.b, self.plan
-        for block, mb in self.deferred:
-            self._emit_grad_sync(block, tail, mb)
-        exchange = self._embedding_exchange(tail)
+    def embedding_exchange_bytes(self) -> int:
+        """Bytes each way of the tied embedding's gradient exchange (0: this stage has none)."""
+        model, plan = self.model, self.plan
+        if not model.tied_embeddings or plan.pp == 1 or self.stage not in (0, plan.pp - 1):
+            return 0
+        return _GRAD_BYTES * model.vocab_size * model.hidden_size // plan.tp
+
+    def optimizer_bytes(self) -> int:
+        """Bytes the optimizer step moves on this stage (the shard it updates)."""
+        plan = self.plan
         dense, experts = local_params(self.model, plan, self.stage)
         updated = dense + experts
         if plan.optimizer_sharded:
             updated = -(-dense // (plan.dp * plan.cp)) + -(-experts // plan.expert_dp)
         # ZeRO-2/3 shard the gradients too; Megatron's distributed optimizer keeps them whole.
         held = updated if plan.zero_stage >= 2 else dense + experts
-        size = optimizer_cost(
+        return optimizer_cost(
             held, params_updated=updated, loss_scaling=plan.dtype == "fp16"
         ).fwd_bytes
+
+    def param_gather_bytes(self) -> tuple[tuple[str, int], ...]:
+        """(group kind, bytes per rank) of the distributed optimizer's weight all-gathers."""
+        plan = self.plan
+        if not plan.optimizer_sharded or plan.zero_stage >= 3:
+            return ()
+        dense, experts = local_params(self.model, plan, self.stage)
+        return (
+            ("dp_cp", 2 * (-(-dense // (plan.dp * plan.cp)))),
+            ("edp", 2 * (-(-experts // plan.expert_dp))),
+        )
+
+    def _optimizer(self, tail: int) -> None:
+        b = self.b
+        for block, mb in self.deferred:
+            self._emit_grad_sync(block, tail, mb)
+        exchange = self._embedding_exchange(tail)
         attrs: dict[str, object] = {
             "num_ops": 0,
-            "tensor_size": size,
+            "tensor_size": self.optimizer_bytes(),
             "stream": "compute",
             "phase": "optimizer",
             "layer": -1,
         }
         deps = (tail, *self.pending, *exchange, *b.drain_tp(), *b.drain_waits())
         nid = b._add("optimizer", COMP, attrs, deps)
-        if plan.optimizer_sharded and plan.zero_stage < 3:
-            for kind, count, group in (
-                ("dp_cp", dense, plan.dp * plan.cp),
-                ("edp", experts, plan.expert_dp),
-            ):
-                b.coll(f"param_gather.{kind}", kind, _AG, 2 * (-(-count // group)), [nid])
+        for kind, size in self.param_gather_bytes():
+            b.coll(f"param_gather.{kind}", kind, _AG, size, [nid])
 
 
 def generate_rank(

@@ -1,0 +1,188 @@
+"""One pipeline step of a stage as its own small ET, and what the step's tail costs.
+
+The fast evaluation tier (``engine.fast_step``) times a plan without generating its whole ET:
+every forward or backward step of a stage runs the same nodes for every micro-batch, so it
+times each distinct step once, from a *segment* (the nodes ``models._generate`` emits between
+the step's receive and its send, by the same code), and replaces the events between steps by
+the pipeline schedule's recurrence. A segment records where the gradients of each block it
+finishes become ready (the gradient reductions hang off those nodes in the full ET), and
+``StageTail`` what the stage runs after its last step: the sizes of the optimizer step, the
+distributed optimizer's gathers and the tied-embedding exchange.
+
+``segment_key`` names what a segment depends on, so steps of different plans and stages that
+emit the same nodes share one timing: two keys are equal only if the segments are.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from trainsim.chakra_et import CollectiveCommType, ETGraph, new_metadata
+from trainsim.models._et_builder import ETBuilder
+from trainsim.models._generate import Granularity, _RankProgram
+from trainsim.models._plan import ParallelPlan, stage_layer_ranges
+from trainsim.models._ranks import RankLayout
+from trainsim.models._spec import ModelSpec
+
+__all__ = ["Segment", "StageTail", "segment_key", "stage_segment", "stage_tail"]
+
+#: Plan fields a segment's nodes depend on (besides the model, the stage's layers and
+#: whether it holds the embedding or the logits); ZeRO-3's gathers add ``_ZERO3_FIELDS``.
+_SEGMENT_FIELDS = (
+    "tp",
+    "cp",
+    "ep",
+    "sequence_parallel",
+    "micro_batch_size",
+    "recompute",
+    "attention",
+    "overlap_tp_comm",
+    "grad_accumulation_fusion",
+    "gemm_bias_fusion",
+    "pipeline_scatter_gather",
+    "dtype",
+    "fp8_recipe",
+)
+_ZERO3_FIELDS = ("zero_stage", "dp", "overlap_param_gather")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """The nodes of one pipeline step, and the gradient reductions it makes ready.
+
+    ``ready`` lists, in issue order, ``(node id, ((group kind, bytes), ...))``: once that
+    node ends, the reductions of one block's gradients may start. ``group_kinds`` maps each
+    process-group name the graph's collectives use to its kind.
+    """
+
+    graph: ETGraph
+    group_kinds: dict[str, str]
+    ready: tuple[tuple[int, tuple[tuple[str, int], ...]], ...]
+    #: the node the stage's next step follows (-1: none); its sends also wait for the
+    #: overlapped TP collectives still running
+    last: int = -1
+
+
+@dataclass(frozen=True)
+class StageTail:
+    """What a stage runs after its last pipeline step, sized as the full ET sizes it."""
+
+    #: bytes of one pipeline send (an activation, or its gradient)
+    activation_bytes: int
+    optimizer_bytes: int
+    #: (group kind, bytes per rank) of the distributed optimizer's weight all-gathers
+    param_gathers: tuple[tuple[str, int], ...]
+    #: bytes each way of the tied embedding's gradient exchange with the other end stage
+    exchange_bytes: int
+    #: the gradient reduction's collective: all-reduce, or reduce-scatter when sharded
+    grad_op: str
+    #: gradient reductions of this stage's blocks, in the order the full ET issues them
+    #: after the backward when they are not overlapped: ((group kind, bytes), ...) per block
+    deferred: tuple[tuple[tuple[str, int], ...], ...]
+
+
+class _SegmentProgram(_RankProgram):
+    """A rank program that records where gradients become ready instead of reducing them."""
+
+    def __init__(self, builder: ETBuilder) -> None:
+        super().__init__(builder)
+        self.ready: list[tuple[int, tuple[tuple[str, int], ...]]] = []
+
+    def _grad_sync(self, block: str, after: int, mb: int) -> None:
+        self.ready.append((after, self.grad_sync_bytes(block)))
+
+
+def _program(
+    model: ModelSpec, plan: ParallelPlan, stage: int, granularity: Granularity
+) -> _SegmentProgram:
+    layout = RankLayout(plan)
+    builder = ETBuilder(model, plan, layout, layout.rank_of(pp=stage), granularity, None)
+    return _SegmentProgram(builder)
+
+
+def stage_segment(
+    model: ModelSpec,
+    plan: ParallelPlan,
+    stage: int,
+    phase: str,
+    chunk: int,
+    *,
+    granularity: Granularity = "layer",
+) -> Segment:
+    """The nodes of ``stage``'s ``phase`` step of model chunk ``chunk`` (its last micro-batch,
+    so that the gradients it finishes are recorded), after its receive when it has one."""
+    program = _program(model, plan, stage, granularity)
+    mb = plan.num_micro_batches - 1
+    gchunk = chunk * plan.pp + stage
+    prev = -1
+    if gchunk > 0 if phase == "fwd" else gchunk < plan.pp * plan.vpp - 1:
+        prev = program._received(phase, mb, chunk, -1)
+    attrs: dict[str, object] = {"phase": phase, "micro_batch": mb, "chunk": chunk}
+    last = program.body(phase, mb, chunk, prev, attrs)
+    builder = program.b
+    metadata = new_metadata(attrs={"generator": "trainsim.models", "dtype": plan.dtype})
+    groups = {str(pg): kind for pg, kind in builder.groups.items()}
+    return Segment(ETGraph(metadata, builder.nodes), groups, tuple(program.ready), last)
+
+
+def stage_tail(model: ModelSpec, plan: ParallelPlan, stage: int) -> StageTail:
+    """The sizes of what ``stage`` runs after its last pipeline step."""
+    program = _program(model, plan, stage, "layer")
+    op = (
+        "reduce_scatter"
+        if program.grad_type == int(CollectiveCommType.REDUCE_SCATTER)
+        else ("all_reduce")
+    )
+    deferred: list[tuple[tuple[str, int], ...]] = []
+    if not plan.overlap_grad_reduce and plan.zero_stage < 3:
+        # The order the full ET defers them in: each chunk's last backward, last chunk first.
+        last_chunk = plan.pp * plan.vpp - 1
+        has_output = not model.tied_embeddings or last_chunk > 0
+        for chunk in reversed(range(plan.vpp)):
+            gchunk = chunk * plan.pp + stage
+            if gchunk == last_chunk and has_output:
+                deferred.append(program.grad_sync_bytes("output"))
+            for layer in reversed(program.chunks[chunk]):
+                deferred.append(program.grad_sync_bytes(f"L{layer}"))
+            if gchunk == 0:
+                deferred.append(program.grad_sync_bytes("embedding"))
+    return StageTail(
+        activation_bytes=program.act_bytes,
+        optimizer_bytes=program.optimizer_bytes(),
+        param_gathers=program.param_gather_bytes(),
+        exchange_bytes=program.embedding_exchange_bytes(),
+        grad_op=op,
+        deferred=tuple(deferred),
+    )
+
+
+def segment_key(
+    model_json: str,
+    model: ModelSpec,
+    plan: ParallelPlan,
+    stage: int,
+    phase: str,
+    chunk: int,
+    granularity: Granularity,
+) -> str:
+    """A key equal for two steps exactly when ``stage_segment`` emits the same nodes for them
+    (``model_json``: the model's JSON, computed once by the caller)."""
+    layers = stage_layer_ranges(model, plan)[stage][chunk]
+    gchunk = chunk * plan.pp + stage
+    last_chunk = plan.pp * plan.vpp - 1
+    fields = _SEGMENT_FIELDS + (_ZERO3_FIELDS if plan.zero_stage >= 3 else ())
+    received = gchunk > 0 if phase == "fwd" else gchunk < last_chunk
+    return json.dumps(
+        [
+            model_json,
+            [getattr(plan, name) for name in fields],
+            phase,
+            granularity,
+            [model.layer_is_moe(layer) for layer in layers],
+            gchunk == 0,
+            gchunk == last_chunk,
+            last_chunk > 0,
+            received,
+        ]
+    )
