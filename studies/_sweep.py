@@ -17,7 +17,7 @@ import functools
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +42,7 @@ from trainsim.studies._sweep_eval import (
     memory_gib,
     rank_record,
     system_for,
+    verify_plan,
 )
 from trainsim.studies._sweep_progress import SweepProgress, describe_plan
 from trainsim.studies._sweep_space import (
@@ -58,7 +59,10 @@ from trainsim.studies._sweep_store import RECORD_COLUMNS, ResultStore
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["SweepResult", "sweep"]
+__all__ = ["DEFAULT_VERIFY", "SweepResult", "sweep"]
+
+#: Plans the engine re-simulates after the fast tier ranked them (``sweep(verify=...)``).
+DEFAULT_VERIFY = 24
 
 #: What pruning compares with the memory limit (``memory_gib`` of a record).
 _MEMORY_COMPARED = "per-GPU memory of the fullest pipeline stage (models.memory_per_gpu)"
@@ -247,6 +251,11 @@ class SweepResult:
             "plans_invalid": self.plans_invalid,
             "invalid_reasons": dict(self.invalid_reasons),
             "plans_resumed": self.plans_resumed,
+            "plans_fast_tier": sum(r.get("tier") == "fast" for r in self.records),
+            "plans_verified": sum(
+                r.get("tier") == "engine" and r.get("fast_step_time_s") is not None
+                for r in self.records
+            ),
             "plans_failed": sum(r["status"] == "error" for r in self.records),
             "plans_infeasible": sum(r["status"] == "infeasible" for r in self.records),
             "wall_s": self.wall_s,
@@ -255,13 +264,34 @@ class SweepResult:
             "speedup_over_baseline": self.speedup,
         }
 
+    def _tier_line(self) -> str:
+        """How the plans were timed: fast tier, engine, and the verified best."""
+        fast = sum(r.get("tier") == "fast" for r in self.records)
+        verified = [
+            r for r in self.records if r.get("fast_step_time_s") and r.get("tier") == "engine"
+        ]
+        engine = sum(r.get("tier") == "engine" for r in self.records) - len(verified)
+        line = f"{fast} by the fast tier, {engine} by the engine"
+        if verified:
+            gaps = [
+                abs(r["fast_step_time_s"] / r["step_time_s"] - 1)
+                for r in verified
+                if r["step_time_s"]
+            ]
+            line += (
+                f", {len(verified)} best re-simulated by the engine (fast tier within "
+                f"{max(gaps, default=0.0):.2%} of it; figures below are the engine's)"
+            )
+        return line
+
     def format(self, top: int = 10) -> str:
         """A plain-text report: counts, the best plans, and the speedup over the baseline."""
         column, _ = OBJECTIVES[self.objective]
         lines = [
             f"sweep of {self.model} on {self.gpus} {self.device}: {len(self.records)} plans "
-            f"simulated ({self.plans_resumed} from the results file), {len(self.pruned)} pruned "
+            f"evaluated ({self.plans_resumed} from the results file), {len(self.pruned)} pruned "
             f"by memory, {self.plans_invalid} invalid, {self.wall_s:.1f} s",
+            f"tiers: {self._tier_line()}",
             f"global batch: {self.global_batch_size} sequences "
             f"({self.global_batch_tokens / 1e6:.3g}M tokens) per step for every plan; "
             f"{self.global_batch_reason}",
@@ -319,6 +349,7 @@ def sweep(
     out: str | Path | None = None,
     progress: bool | None = None,
     on_result: Callable[[dict[str, Any]], None] | None = None,
+    verify: int = DEFAULT_VERIFY,
 ) -> SweepResult:
     """Search the plans of ``space`` for ``model`` on ``gpus`` ``device`` GPUs.
 
@@ -330,8 +361,14 @@ def sweep(
     ``executor`` is ``local`` (processes, ``workers`` of them, all cores by default), ``ray``
     (``address`` of a cluster, or a local one), ``serial`` or an ``Executor``. With ``out``
     every record is appended to that file (``.csv`` or JSON lines) as it arrives, and plans
-    already there are not simulated again. ``on_result`` is called with each new record.
+    already there are not simulated again. ``on_result`` is called with each plan's first
+    record (a verified record replaces its plan's in the result and, appended, in the file).
     ``cost_model`` None keeps ``engine.cluster_system``'s default.
+
+    Plans are timed by the fast tier (``engine.fast_step``) where it applies and by the
+    event-driven engine otherwise; the ``verify`` best fast-tier plans are then re-simulated
+    by the engine, and their records carry the engine's figures (``tier`` ``engine``, the
+    fast tier's step time in ``fast_step_time_s``).
 
     Every plan runs one global batch, so they do the same work per step: the space's
     ``global_batch_size``, or else one the sweep chooses (``resolve_global_batch``; the result
@@ -419,14 +456,24 @@ def sweep(
                 bar.advance_best(best)
                 if on_result is not None:
                     on_result(record)
+        chosen = _to_verify(records, objective, verify)
+        if chosen:
+            replaced = {}
+            for record in runner.imap_unordered(functools.partial(verify_plan, context), chosen):
+                sink.append(record)
+                replaced[record["key"]] = record
+            records = [replaced.get(r["key"], r) for r in records]
 
     base_record_ = None
     if baseline is not None:
         check_plan(spec, baseline)
         base_task = PlanTask(baseline, cluster)
-        base_record_ = next((r for r in records if r["key"] == base_task.key), None)
+        # The speedup compares engine figures: the best plan's are the engine's (verified).
+        base_record_ = next(
+            (r for r in records if r["key"] == base_task.key and r.get("tier") != "fast"), None
+        )
         if base_record_ is None:
-            base_record_ = evaluate_plan(context, base_task)
+            base_record_ = evaluate_plan(replace(context, fast=False), base_task)
     return SweepResult(
         model=spec.name,
         device=device,
@@ -446,6 +493,20 @@ def sweep(
         global_batch_chosen=batch.chosen,
         global_batch_reason=batch.reason,
     )
+
+
+def _to_verify(records: list[dict[str, Any]], objective: str, count: int) -> list[dict[str, Any]]:
+    """Those of the ``count`` best feasible records that the fast tier timed, best first.
+
+    The best are chosen over all records, verified or not, so that a resumed sweep verifies
+    what is still unverified among them and nothing more.
+    """
+    if count < 0:
+        raise SweepConfigError(f"verify={count} must be 0 or more plans")
+    _, larger = OBJECTIVES[objective]
+    ok = [r for r in records if r["status"] == "ok" and r["objective"] is not None]
+    ok.sort(key=lambda r: (-r["objective"] if larger else r["objective"], r["key"]))
+    return [r for r in ok[:count] if r.get("tier") == "fast"]
 
 
 def _at_batch(baseline: ParallelPlan, sequences: int) -> ParallelPlan:

@@ -11,16 +11,18 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from trainsim.collectives import CompressionSpec
 from trainsim.engine import (
     EngineError,
     FailureSpec,
+    FastTierError,
     System,
     cluster_device,
     cluster_system,
+    fast_step,
     forecast,
     predict,
 )
@@ -37,6 +39,7 @@ __all__ = [
     "plan_key",
     "rank_record",
     "system_for",
+    "verify_plan",
 ]
 
 Objective = Literal["step_time", "time_to_train", "tokens_per_s"]
@@ -62,6 +65,8 @@ class SweepContext:
     tokens: float | None = None
     failures: FailureSpec | None = None
     constraints: Constraints = field(default_factory=Constraints)
+    #: rank with the fast tier (``engine.fast_step``) where it applies; False: the engine
+    fast: bool = True
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -155,24 +160,43 @@ def _violations(context: SweepContext, record: dict[str, Any]) -> list[str]:
 
 
 def evaluate_plan(context: SweepContext, task: PlanTask) -> dict[str, Any]:
-    """Simulate one step of a plan and return its record (status ``ok``, ``infeasible``, ``error``).
+    """Time one step of a plan and return its record (status ``ok``, ``infeasible``, ``error``).
 
-    A plan the engine rejects is recorded with the reason rather than raised, so one bad
-    corner of the space neither stops the sweep nor is retried on resume.
+    The fast tier times it where it applies (``tier`` ``fast``); the event-driven engine
+    otherwise, for the ``time_to_train`` objective (whose forecast samples the simulated
+    step) and when ``context.fast`` is off (``tier`` ``engine``). A plan either rejects is
+    recorded with the reason rather than raised, so one bad corner of the space neither stops
+    the sweep nor is retried on resume.
     """
     record = base_record(context, task)
     record.update(
         status="ok",
+        tier="engine",
         step_time_s=None,
         tokens_per_s=None,
         mfu=None,
         memory_gib=memory_gib(context.model, task.plan),
         time_to_train_days=None,
         objective=None,
+        fast_step_time_s=None,
         error=None,
     )
     try:
         system = system_for(context, task.cluster)
+        if context.fast and context.tokens is None:
+            try:
+                fast = fast_step(context.model, task.plan, system)
+            except FastTierError:
+                pass
+            else:
+                record.update(
+                    tier="fast",
+                    step_time_s=fast.step_time_s,
+                    tokens_per_s=fast.tokens_per_s,
+                    mfu=fast.mfu,
+                    fast_step_time_s=fast.step_time_s,
+                )
+                return rank_record(context, record)
         result = predict(context.model, task.plan, system)
         record.update(
             step_time_s=result.step_time_s, tokens_per_s=result.tokens_per_s, mfu=result.mfu
@@ -194,6 +218,16 @@ def evaluate_plan(context: SweepContext, task: PlanTask) -> dict[str, Any]:
         record.update(status="error", error=str(exc).splitlines()[0])
         return record
     return rank_record(context, record)
+
+
+def verify_plan(context: SweepContext, record: dict[str, Any]) -> dict[str, Any]:
+    """Re-simulate a fast-tier record with the event-driven engine: the engine's figures,
+    with the fast tier's step time kept beside them (``fast_step_time_s``)."""
+    plan = ParallelPlan.model_validate({k: record[k] for k in ParallelPlan.model_fields})
+    task = PlanTask(plan, record.get("cluster"))
+    verified = evaluate_plan(replace(context, fast=False), task)
+    verified["fast_step_time_s"] = record.get("step_time_s")
+    return verified
 
 
 def rank_record(context: SweepContext, record: dict[str, Any]) -> dict[str, Any]:

@@ -27,12 +27,14 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "cluster",
     *ParallelPlan.model_fields,
     "status",
+    "tier",
     "step_time_s",
     "tokens_per_s",
     "mfu",
     "memory_gib",
     "time_to_train_days",
     "objective",
+    "fast_step_time_s",
     "error",
 )
 _FLOAT_COLUMNS = (
@@ -42,6 +44,7 @@ _FLOAT_COLUMNS = (
     "memory_gib",
     "time_to_train_days",
     "objective",
+    "fast_step_time_s",
 )
 
 

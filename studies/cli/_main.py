@@ -135,8 +135,10 @@ def _config_defaults(parser: argparse.ArgumentParser, config_path: str) -> dict[
 
 def _config_value(path: Path, key: object, action: argparse.Action, value: Any) -> Any:
     """Check a config value as its flag would be checked (argparse skips defaults' types)."""
-    if action.type is not None and isinstance(value, (str, int, float)) and not isinstance(
-        value, bool
+    if (
+        action.type is not None
+        and isinstance(value, (str, int, float))
+        and not isinstance(value, bool)
     ):
         convert: Callable[[str], Any] = action.type  # type: ignore[assignment]
         try:

@@ -18,6 +18,7 @@ from trainsim.studies.cli._generate import (
 
 __all__ = ["add_system_flags", "compression_from_args", "register", "system_and_workload"]
 
+
 def add_system_flags(parser: argparse.ArgumentParser) -> None:
     """Add the model-override, device and cluster flags shared by predict-like commands."""
     add_workload_flags(parser)

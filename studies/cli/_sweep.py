@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from trainsim.studies._executors import EXECUTORS
-from trainsim.studies._sweep import sweep
+from trainsim.studies._sweep import DEFAULT_VERIFY, sweep
 from trainsim.studies._sweep_eval import OBJECTIVES
 from trainsim.studies._sweep_space import SearchSpace, load_space
 from trainsim.studies.cli._generate import model_from_args, workload_from_args
@@ -45,6 +45,13 @@ def register(sub: Any) -> None:
     parser.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to join (ray only)")
     parser.add_argument("--out", metavar="FILE", help="append results here (.csv or .jsonl)")
     parser.add_argument("--top", type=int, default=10, help="plans listed (10)")
+    parser.add_argument(
+        "--verify",
+        type=int,
+        default=DEFAULT_VERIFY,
+        metavar="K",
+        help=f"re-simulate the K best plans with the event-driven engine ({DEFAULT_VERIFY})",
+    )
     parser.add_argument("--pareto", metavar="OUT.png", help="save the time/memory Pareto plot")
     parser.add_argument(
         "--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar"
@@ -102,6 +109,7 @@ def _run(args: argparse.Namespace) -> int:
         address=args.ray_address,
         out=args.out,
         progress=show_progress,
+        verify=args.verify,
     )
     if args.pareto:
         result.plot_pareto(args.pareto)

@@ -248,11 +248,15 @@ def test_killed_sweep_resumes_without_repeating_or_losing_plans(
     assert len(first) + len(second) == total
     assert _by_key(resumed.records) == _by_key(reference.records)
     lines = out.read_text().splitlines()
-    assert len(lines) == total + (1 if suffix == ".csv" else 0)
-    # A third run has nothing left to simulate.
+    verified = resumed.summary()["plans_verified"]
+    assert verified == reference.summary()["plans_verified"] > 0
+    # One line per plan, and one more for each plan the engine re-simulated.
+    assert len(lines) == total + verified + (1 if suffix == ".csv" else 0)
+    # A third run has nothing left to simulate nor to verify.
     again = sweep(tiny, "h100-sxm", 16, space=_SPACE, out=out, executor="serial")
     assert again.plans_resumed == total
     assert again.best_plan == reference.best_plan
+    assert len(out.read_text().splitlines()) == len(lines)
 
 
 def test_results_file_of_another_sweep_is_refused(tiny: ModelSpec, tmp_path: Path) -> None:
@@ -375,7 +379,9 @@ def test_cli_sweep_killed_by_signal_resumes(
     data = json.loads(capsys.readouterr().out)
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     keys = [r["key"] for r in lines]
-    assert len(keys) == len(set(keys)) == data["plans_evaluated"]
+    assert len(set(keys)) == data["plans_evaluated"]
+    # A plan appears twice only when the engine re-simulated it after the fast tier.
+    assert len(keys) - len(set(keys)) <= data["plans_verified"]
     assert data["plans_resumed"] == len(before) >= 5
 
 
@@ -393,3 +399,35 @@ def test_cli_sweep_reads_config_file(tmp_path: Path, capsys: pytest.CaptureFixtu
     data = json.loads(capsys.readouterr().out)
     assert data["objective"] == "tokens_per_s" and data["executor"] == "serial"
     assert data["plans_evaluated"] == 2 and data["best"]["global_batch_size"] == 16
+
+
+# -- two tiers ------------------------------------------------------------------------------
+
+
+def test_the_best_plans_carry_the_engines_figures(tiny: ModelSpec) -> None:
+    from trainsim.engine import cluster_system, predict
+
+    result = sweep(tiny, "h100-sxm", 16, space=_SPACE, executor="serial", verify=5)
+    summary = result.summary()
+    assert summary["plans_verified"] == 5
+    assert summary["plans_fast_tier"] + 5 == summary["plans_evaluated"]
+    best = result.best(5)
+    assert set(best["tier"]) == {"engine"}
+    system = cluster_system("h100-sxm", 16)
+    for record in result._ranked()[:5]:
+        plan = ParallelPlan.model_validate({k: record[k] for k in ParallelPlan.model_fields})
+        assert record["step_time_s"] == predict(tiny, plan, system).step_time_s
+        assert record["fast_step_time_s"] == pytest.approx(record["step_time_s"], rel=0.02)
+    assert "5 best re-simulated by the engine" in result.format()
+    with pytest.raises(SweepConfigError, match="verify=-1"):
+        sweep(tiny, "h100-sxm", 16, space=_SPACE, executor="serial", verify=-1)
+
+
+def test_time_to_train_is_ranked_by_the_engine(tiny: ModelSpec) -> None:
+    small = {**_SPACE, "tp": [1, 2], "pp": [1]}
+    result = sweep(
+        tiny, "h100-sxm", 16, space=small, objective="time_to_train", tokens=1e9,
+        executor="serial",
+    )  # fmt: skip
+    assert {r["tier"] for r in result.records} == {"engine"}
+    assert result.best_record is not None
