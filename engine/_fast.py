@@ -46,6 +46,7 @@ from trainsim.models import (
     StageTail,
     pipeline_schedule,
     segment_key,
+    stage_layer_ranges,
     stage_segment,
     stage_tail,
 )
@@ -94,6 +95,7 @@ class _Compiled:
     ready: tuple[tuple[int, tuple[tuple[str, int], ...]], ...]
     #: program index of the node the next step follows (-1: none)
     last: int
+    first_layer_ready: int
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,8 @@ class _Timing:
     chain_ns: float
     duration_ns: float
     ready: tuple[tuple[float, tuple[tuple[str, int], ...]], ...]
+    #: position in ``ready`` of the first layer's entry (-1: none)
+    first_layer_ready: int = -1
 
 
 #: segment key -> compiled segment, per system (device and scheduling decide the durations)
@@ -150,7 +154,8 @@ def _compile(system: System, key: str, segment: Segment, plan: ParallelPlan) -> 
     )
     index = {node_id: i for i, node_id in enumerate(program.ids)}
     ready = tuple((index[node], syncs) for node, syncs in segment.ready if node in index)
-    return _Compiled(program, dict(segment.group_kinds), ready, index.get(segment.last, -1))
+    last = index.get(segment.last, -1)
+    return _Compiled(program, dict(segment.group_kinds), ready, last, segment.first_layer_ready)
 
 
 def _time_segment(
@@ -184,7 +189,7 @@ def _time_segment(
     end = timeline.end_ns[0]
     ready = tuple((end[i], syncs) for i, syncs in compiled.ready)
     chain = end[compiled.last] if compiled.last >= 0 else 0.0
-    return _Timing(chain, max(end, default=0.0), ready)
+    return _Timing(chain, max(end, default=0.0), ready, compiled.first_layer_ready)
 
 
 class _Evaluator:
@@ -211,13 +216,28 @@ class _Evaluator:
         return group
 
     def timing(self, stage: int, fwd: bool, chunk: int) -> _Timing:
+        """The step's timing: a chunk of like layers from its one- and two-layer segments
+        (each further layer repeats the second's increment), any other chunk whole."""
+        held = stage_layer_ranges(self.model, self.plan)[stage][chunk]
+        kinds = {self.model.layer_is_moe(layer) for layer in held}
+        if len(held) <= 2 or len(kinds) > 1:
+            return self._segment_timing(stage, fwd, chunk, None)
+        one = self._segment_timing(stage, fwd, chunk, 1)
+        two = self._segment_timing(stage, fwd, chunk, 2)
+        return _extrapolate(one, two, len(held))
+
+    def _segment_timing(self, stage: int, fwd: bool, chunk: int, layers: int | None) -> _Timing:
         plan, system = self.plan, self.system
         phase = "fwd" if fwd else "bwd"
-        key = segment_key(self.model_json, self.model, plan, stage, phase, chunk, self.gran)
+        key = segment_key(
+            self.model_json, self.model, plan, stage, phase, chunk, self.gran, layers
+        )
         ckey = (id(system), key)
         compiled = _COMPILED.get(ckey)
         if compiled is None:
-            segment = stage_segment(self.model, plan, stage, phase, chunk, granularity=self.gran)
+            segment = stage_segment(
+                self.model, plan, stage, phase, chunk, granularity=self.gran, layers=layers
+            )
             compiled = _COMPILED[ckey] = _compile(system, key, segment, plan)
         kinds = sorted(set(compiled.kind_of_pg.values()))
         groups = {kind: self.group(stage, kind) for kind in kinds}
@@ -394,6 +414,27 @@ class _Stage:
     block: float = 0.0  # with blocking exchanges, what its next step waits for
     exchange_arrival: float = 0.0  # arrival of its embedding exchange send (0: none yet)
     streams: dict[str, float] = field(default_factory=dict)  # reduction streams' ends
+
+
+def _extrapolate(one: _Timing, two: _Timing, layers: int) -> _Timing:
+    """A chunk of ``layers`` like layers from its one- and two-layer timings.
+
+    Every layer after the first follows the one before it exactly as the second follows the
+    first, so each adds the second's increment; the gradients of its layers become ready one
+    increment apart, and what comes after them (the embedding's) that much later.
+    """
+    step = two.chain_ns - one.chain_ns
+    extra = (layers - 1) * step
+    ready = one.ready
+    at = one.first_layer_ready
+    if at >= 0:
+        first, syncs = ready[at]
+        ready = (
+            *ready[:at],
+            *((first + k * step, syncs) for k in range(layers)),
+            *((offset + extra, rest) for offset, rest in ready[at + 1 :]),
+        )
+    return _Timing(one.chain_ns + extra, one.duration_ns + extra, ready, at)
 
 
 def _trim_caches() -> None:

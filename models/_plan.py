@@ -12,6 +12,7 @@ name for ``zero_stage >= 1`` and is not kept as a field of its own, so one plan 
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
@@ -301,6 +302,7 @@ def _balanced_counts(layers: int, pp: int) -> tuple[int, ...]:
     return tuple(counts)
 
 
+@lru_cache(maxsize=4096)
 def stage_layer_ranges(model: ModelSpec, plan: ParallelPlan) -> tuple[tuple[range, ...], ...]:
     """Layer indices of every model chunk, by stage: ``result[stage][virtual_chunk]``.
 
@@ -308,6 +310,7 @@ def stage_layer_ranges(model: ModelSpec, plan: ParallelPlan) -> tuple[tuple[rang
     virtual chunks as evenly as possible (the larger chunks first; Megatron-Core requires an
     exact split, which this reproduces when there is one). Layers are numbered in the
     interleaved schedule's order, chunk ``v`` of every stage before chunk ``v + 1``.
+    Memoised (memory, generation and the fast tier ask for it per stage and step).
     """
     pp, vpp = plan.pp, plan.vpp
     counts = stage_layer_counts(model, plan)

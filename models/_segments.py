@@ -62,6 +62,8 @@ class Segment:
     #: the node the stage's next step follows (-1: none); its sends also wait for the
     #: overlapped TP collectives still running
     last: int = -1
+    #: position in ``ready`` of the first layer's entry (-1: no layer's gradients)
+    first_layer_ready: int = -1
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,11 @@ class _SegmentProgram(_RankProgram):
     def __init__(self, builder: ETBuilder) -> None:
         super().__init__(builder)
         self.ready: list[tuple[int, tuple[tuple[str, int], ...]]] = []
+        self.first_layer_ready = -1
 
     def _grad_sync(self, block: str, after: int, mb: int) -> None:
+        if block.startswith("L") and self.first_layer_ready < 0:
+            self.first_layer_ready = len(self.ready)
         self.ready.append((after, self.grad_sync_bytes(block)))
 
 
@@ -109,10 +114,20 @@ def stage_segment(
     chunk: int,
     *,
     granularity: Granularity = "layer",
+    layers: int | None = None,
 ) -> Segment:
     """The nodes of ``stage``'s ``phase`` step of model chunk ``chunk`` (its last micro-batch,
-    so that the gradients it finishes are recorded), after its receive when it has one."""
+    so that the gradients it finishes are recorded), after its receive when it has one;
+    with ``layers``, of the chunk's first ``layers`` layers only."""
     program = _program(model, plan, stage, granularity)
+    if layers is not None:
+        held = program.chunks[chunk]
+        program.chunks = tuple(
+            range(r.start, r.start + layers) if c == chunk else r
+            for c, r in enumerate(program.chunks)
+        )
+        if layers > len(held):
+            raise ValueError(f"layers={layers}: chunk {chunk} of stage {stage} holds {len(held)}")
     mb = plan.num_micro_batches - 1
     gchunk = chunk * plan.pp + stage
     prev = -1
@@ -123,7 +138,8 @@ def stage_segment(
     builder = program.b
     metadata = new_metadata(attrs={"generator": "trainsim.models", "dtype": plan.dtype})
     groups = {str(pg): kind for pg, kind in builder.groups.items()}
-    return Segment(ETGraph(metadata, builder.nodes), groups, tuple(program.ready), last)
+    graph = ETGraph(metadata, builder.nodes)
+    return Segment(graph, groups, tuple(program.ready), last, program.first_layer_ready)
 
 
 def stage_tail(model: ModelSpec, plan: ParallelPlan, stage: int) -> StageTail:
@@ -165,10 +181,12 @@ def segment_key(
     phase: str,
     chunk: int,
     granularity: Granularity,
+    layers: int | None = None,
 ) -> str:
     """A key equal for two steps exactly when ``stage_segment`` emits the same nodes for them
-    (``model_json``: the model's JSON, computed once by the caller)."""
-    layers = stage_layer_ranges(model, plan)[stage][chunk]
+    (``model_json``: the model's JSON, computed once by the caller; ``layers`` as there)."""
+    held = stage_layer_ranges(model, plan)[stage][chunk]
+    layers_held = held if layers is None else held[:layers]
     gchunk = chunk * plan.pp + stage
     last_chunk = plan.pp * plan.vpp - 1
     fields = _SEGMENT_FIELDS + (_ZERO3_FIELDS if plan.zero_stage >= 3 else ())
@@ -179,7 +197,7 @@ def segment_key(
             [getattr(plan, name) for name in fields],
             phase,
             granularity,
-            [model.layer_is_moe(layer) for layer in layers],
+            [model.layer_is_moe(layer) for layer in layers_held],
             gchunk == 0,
             gchunk == last_chunk,
             last_chunk > 0,
