@@ -1,7 +1,8 @@
 """Benchmark: a parallelism sweep of Llama 3 405B on 16,384 H100, next to Calculon.
 
 The sweep's default space widened to CP 1-2, VPP 1/2/4 and ZeRO 0-2 (TP, PP with uneven and
-interleaved layouts, micro-batch and recomputation as the default) at a 16M-token global batch (2,048
+interleaved layouts, micro-batch and recomputation as the default) at a 16M-token global
+batch (2,048
 sequences of 8,192, as Meta trained it); plans over the H100's usable memory are pruned by
 the memory model, the rest are timed by the fast tier (``engine.fast_step``) and the best
 ``DEFAULT_VERIFY`` re-simulated by the event-driven engine. Calculon's
