@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from trainsim.models import ModelSpec, model_preset
+from trainsim.models import ModelSpec, load_device, model_preset
 from trainsim.studies import sweep
 from trainsim.studies._sweep import DEFAULT_VERIFY
 from trainsim.studies._sweep_eval import (
@@ -62,13 +62,15 @@ def _per_plan_medians() -> tuple[float, float, int, int]:
     """Median ms to simulate one plan (serial sample) and to prune one; candidates; fitting."""
     model = _model()
     plans, _ = enumerate_plans(model, _GPUS, space_from_mapping(SPACE))
+    # The sweep's own limit: the device's usable memory, not its nominal HBM.
+    capacity_gib = load_device(_DEVICE).usable_memory_gib
     prune_ms = []
     fitting = []
     for plan, _cluster in plans:
         start = time.perf_counter()
         need = memory_gib(model, plan)
         prune_ms.append((time.perf_counter() - start) * 1e3)
-        if need <= 80.0:
+        if need <= capacity_gib:
             fitting.append(plan)
     context = SweepContext(model=model, device=_DEVICE, gpus=_GPUS)
     print(f"  cost model: {system_for(context, None).cost_model} (engine.cluster_system default)")

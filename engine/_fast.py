@@ -28,6 +28,7 @@ keeps it within 2% of ``predict``.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 from trainsim.engine._errors import EngineError
@@ -66,7 +67,6 @@ class FastStep:
     metrics: StepMetrics
     #: distinct pipeline steps the engine timed for this plan (0: all came from the cache)
     segments_simulated: int = 0
-    notes: list[str] = field(default_factory=list)
 
     @property
     def step_time_s(self) -> float:
@@ -76,13 +76,12 @@ class FastStep:
     @property
     def tokens_per_s(self) -> float:
         """Training tokens per second over the whole job."""
-        return self.metrics.tokens_per_step / self.step_time_s
+        return self.metrics.tokens_per_s(self.step_time_s)
 
     @property
     def mfu(self) -> float:
         """Model FLOPs utilization: model FLOP/s per GPU over the device's dense peak."""
-        per_gpu = self.metrics.model_flops_per_step / self.metrics.gpus / self.step_time_s
-        return per_gpu / self.metrics.peak_flops_per_gpu
+        return self.metrics.mfu(self.step_time_s)
 
 
 @dataclass(frozen=True)
@@ -141,7 +140,7 @@ def _schedule(p: int, stage: int, m: int, v: int) -> list[tuple[bool, int, int]]
     return order
 
 
-def _compile(system: System, key: str, segment: Segment, plan: ParallelPlan) -> _Compiled:
+def _compile(system: System, segment: Segment, plan: ParallelPlan) -> _Compiled:
     sched = system.scheduling
     program = compile_program(
         0,
@@ -201,10 +200,12 @@ class _Evaluator:
         self.model, self.plan, self.system, self.gran = model, plan, system, granularity
         self.coster = system_coster(system)
         self.layout = RankLayout(plan)
-        self.model_json = model.model_dump_json()
+        # Every segment key names the model: a digest keeps the keys short to hash.
+        self.model_digest = hashlib.sha256(model.model_dump_json().encode()).hexdigest()[:20]
         self.reps = [self.layout.rank_of(pp=s) for s in range(plan.pp)]
         self.simulated = 0
-        self.grad_op = stage_tail(model, plan, 0).grad_op
+        self.tails = [stage_tail(model, plan, s) for s in range(plan.pp)]
+        self.grad_op = self.tails[0].grad_op
         self._group_cache: dict[tuple[int, str], tuple[int, ...]] = {}
 
     def group(self, stage: int, kind: str) -> tuple[int, ...]:
@@ -230,7 +231,7 @@ class _Evaluator:
         plan, system = self.plan, self.system
         phase = "fwd" if fwd else "bwd"
         key = segment_key(
-            self.model_json, self.model, plan, stage, phase, chunk, self.gran, layers
+            self.model_digest, self.model, plan, stage, phase, chunk, self.gran, layers
         )
         ckey = (id(system), key)
         compiled = _COMPILED.get(ckey)
@@ -238,7 +239,7 @@ class _Evaluator:
             segment = stage_segment(
                 self.model, plan, stage, phase, chunk, granularity=self.gran, layers=layers
             )
-            compiled = _COMPILED[ckey] = _compile(system, key, segment, plan)
+            compiled = _COMPILED[ckey] = _compile(system, segment, plan)
         kinds = sorted(set(compiled.kind_of_pg.values()))
         groups = {kind: self.group(stage, kind) for kind in kinds}
         kind_of_pg = compiled.kind_of_pg
@@ -271,7 +272,7 @@ class _Evaluator:
         p, v, m = plan.pp, plan.vpp, plan.num_micro_batches
         last = p * v - 1
         blocking = plan.blocking_p2p
-        tails = [stage_tail(self.model, plan, s) for s in range(p)]
+        tails = self.tails
         timings = [
             {(fwd, c): self.timing(s, fwd, c) for fwd in (True, False) for c in range(v)}
             for s in range(p)
@@ -303,14 +304,18 @@ class _Evaluator:
                     if blocking and st.block > start:
                         start = st.block
                     timing = stage_timings[(fwd, chunk)]
-                    if not fwd and mb == m - 1 and plan.overlap_grad_reduce:
+                    if not fwd and mb == m - 1:
                         for offset, syncs in timing.ready:
-                            self._reduce(st, s, start + offset, syncs)
+                            if plan.overlap_grad_reduce:
+                                self._reduce(st, s, start + offset, syncs)
+                            else:  # issued after the whole backward, in this order
+                                st.deferred.append(syncs)
                     st.chain = start + timing.chain_ns
                     st.outstanding = start + timing.duration_ns
                     final = i == n - 1
                     if final:
-                        self._deferred(st, s, tails[s])
+                        for syncs in st.deferred:
+                            self._reduce(st, s, st.chain, syncs)
                     if g < last if fwd else g > 0:
                         ns = fwd_ns if fwd else bwd_ns
                         arrive = self._send(st, s, tails[s], ns, final, blocking)
@@ -337,11 +342,6 @@ class _Evaluator:
             if ns:
                 busy = st.streams.get(kind, 0.0)
                 st.streams[kind] = (busy if busy > ready else ready) + ns
-
-    def _deferred(self, st: _Stage, stage: int, tail: StageTail) -> None:
-        """Reductions not overlapped with the backward: issued after it, one after another."""
-        for syncs in tail.deferred:
-            self._reduce(st, stage, st.chain, syncs)
 
     def _exchange_ns(self, stage: int, tail: StageTail) -> float:
         peer = self.plan.pp - 1 - stage
@@ -414,6 +414,8 @@ class _Stage:
     block: float = 0.0  # with blocking exchanges, what its next step waits for
     exchange_arrival: float = 0.0  # arrival of its embedding exchange send (0: none yet)
     streams: dict[str, float] = field(default_factory=dict)  # reduction streams' ends
+    #: reductions not overlapped with the backward, issued after it in this order
+    deferred: list[tuple[tuple[str, int], ...]] = field(default_factory=list)
 
 
 def _extrapolate(one: _Timing, two: _Timing, layers: int) -> _Timing:
@@ -442,6 +444,8 @@ def _trim_caches() -> None:
         _TIMINGS.clear()
     if len(_COMPILED) > _CACHE_LIMIT // 10:
         _COMPILED.clear()
+    if len(_SCHEDULES) > _CACHE_LIMIT // 10:
+        _SCHEDULES.clear()
 
 
 def fast_step(

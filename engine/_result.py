@@ -121,6 +121,18 @@ class StepMetrics:
     #: The precision whose dense peak ``peak_flops_per_gpu`` is (MFU's denominator).
     precision: str | None = None
 
+    def tokens_per_s(self, step_time_s: float) -> float:
+        """Training tokens per second over the whole job at ``step_time_s`` per step."""
+        return self.tokens_per_step / step_time_s
+
+    def mfu(self, step_time_s: float) -> float:
+        """Model FLOPs utilization: model FLOP/s per GPU over the device's dense peak."""
+        return self.model_flops_per_step / self.gpus / step_time_s / self.peak_flops_per_gpu
+
+    def hfu(self, step_time_s: float) -> float:
+        """Hardware FLOPs utilization: recomputed FLOPs counted too."""
+        return self.hardware_flops_per_step / self.gpus / step_time_s / self.peak_flops_per_gpu
+
 
 # Categories of the sweep in ``_rank_breakdown``; communication labels follow from _COMM.
 _DEVICE, _HOST, _MEMORY, _BUBBLE, _COMM = range(5)
@@ -252,7 +264,7 @@ class StepResult:
         """Training tokens per second over the whole job, when the model is known."""
         if self.metrics is None or not self.step_time_s:
             return None
-        return self.metrics.tokens_per_step / self.step_time_s
+        return self.metrics.tokens_per_s(self.step_time_s)
 
     @property
     def tflops_per_gpu(self) -> float | None:
@@ -266,16 +278,14 @@ class StepResult:
         """Model FLOPs utilization: model FLOP/s per GPU over the device's dense peak."""
         if self.metrics is None or not self.step_time_s:
             return None
-        per_gpu = self.metrics.model_flops_per_step / self.metrics.gpus / self.step_time_s
-        return per_gpu / self.metrics.peak_flops_per_gpu
+        return self.metrics.mfu(self.step_time_s)
 
     @property
     def hfu(self) -> float | None:
         """Hardware FLOPs utilization: counts recomputed FLOPs too."""
         if self.metrics is None or not self.step_time_s:
             return None
-        per_gpu = self.metrics.hardware_flops_per_step / self.metrics.gpus / self.step_time_s
-        return per_gpu / self.metrics.peak_flops_per_gpu
+        return self.metrics.hfu(self.step_time_s)
 
     # -- breakdown -------------------------------------------------------------------------
     @cached_property

@@ -79,9 +79,6 @@ class StageTail:
     exchange_bytes: int
     #: the gradient reduction's collective: all-reduce, or reduce-scatter when sharded
     grad_op: str
-    #: gradient reductions of this stage's blocks, in the order the full ET issues them
-    #: after the backward when they are not overlapped: ((group kind, bytes), ...) per block
-    deferred: tuple[tuple[tuple[str, int], ...], ...]
 
 
 class _SegmentProgram(_RankProgram):
@@ -145,36 +142,18 @@ def stage_segment(
 def stage_tail(model: ModelSpec, plan: ParallelPlan, stage: int) -> StageTail:
     """The sizes of what ``stage`` runs after its last pipeline step."""
     program = _program(model, plan, stage, "layer")
-    op = (
-        "reduce_scatter"
-        if program.grad_type == int(CollectiveCommType.REDUCE_SCATTER)
-        else ("all_reduce")
-    )
-    deferred: list[tuple[tuple[str, int], ...]] = []
-    if not plan.overlap_grad_reduce and plan.zero_stage < 3:
-        # The order the full ET defers them in: each chunk's last backward, last chunk first.
-        last_chunk = plan.pp * plan.vpp - 1
-        has_output = not model.tied_embeddings or last_chunk > 0
-        for chunk in reversed(range(plan.vpp)):
-            gchunk = chunk * plan.pp + stage
-            if gchunk == last_chunk and has_output:
-                deferred.append(program.grad_sync_bytes("output"))
-            for layer in reversed(program.chunks[chunk]):
-                deferred.append(program.grad_sync_bytes(f"L{layer}"))
-            if gchunk == 0:
-                deferred.append(program.grad_sync_bytes("embedding"))
+    sharded = program.grad_type == int(CollectiveCommType.REDUCE_SCATTER)
     return StageTail(
         activation_bytes=program.act_bytes,
         optimizer_bytes=program.optimizer_bytes(),
         param_gathers=program.param_gather_bytes(),
         exchange_bytes=program.embedding_exchange_bytes(),
-        grad_op=op,
-        deferred=tuple(deferred),
+        grad_op="reduce_scatter" if sharded else "all_reduce",
     )
 
 
 def segment_key(
-    model_json: str,
+    model_id: str,
     model: ModelSpec,
     plan: ParallelPlan,
     stage: int,
@@ -184,7 +163,8 @@ def segment_key(
     layers: int | None = None,
 ) -> str:
     """A key equal for two steps exactly when ``stage_segment`` emits the same nodes for them
-    (``model_json``: the model's JSON, computed once by the caller; ``layers`` as there)."""
+    (``model_id``: a name of the model that changes with any of its fields, such as a digest
+    of its JSON, computed once by the caller; ``layers`` as there)."""
     held = stage_layer_ranges(model, plan)[stage][chunk]
     layers_held = held if layers is None else held[:layers]
     gchunk = chunk * plan.pp + stage
@@ -193,7 +173,7 @@ def segment_key(
     received = gchunk > 0 if phase == "fwd" else gchunk < last_chunk
     return json.dumps(
         [
-            model_json,
+            model_id,
             [getattr(plan, name) for name in fields],
             phase,
             granularity,

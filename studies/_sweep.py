@@ -105,6 +105,20 @@ class SweepResult:
     global_batch_reason: str = ""
 
     @property
+    def plans_fast_tier(self) -> int:
+        """Plans whose figures are the fast tier's (``engine.fast_step``)."""
+        return sum(r.get("tier") == "fast" for r in self.records)
+
+    @property
+    def verified(self) -> list[dict[str, Any]]:
+        """Records the fast tier ranked and the engine then re-simulated."""
+        return [
+            r
+            for r in self.records
+            if r.get("tier") == "engine" and r.get("fast_step_time_s") is not None
+        ]
+
+    @property
     def plans_invalid(self) -> int:
         """Plans of the space that failed a check of the model or GPU count."""
         return sum(self.invalid_reasons.values())
@@ -251,11 +265,8 @@ class SweepResult:
             "plans_invalid": self.plans_invalid,
             "invalid_reasons": dict(self.invalid_reasons),
             "plans_resumed": self.plans_resumed,
-            "plans_fast_tier": sum(r.get("tier") == "fast" for r in self.records),
-            "plans_verified": sum(
-                r.get("tier") == "engine" and r.get("fast_step_time_s") is not None
-                for r in self.records
-            ),
+            "plans_fast_tier": self.plans_fast_tier,
+            "plans_verified": len(self.verified),
             "plans_failed": sum(r["status"] == "error" for r in self.records),
             "plans_infeasible": sum(r["status"] == "infeasible" for r in self.records),
             "wall_s": self.wall_s,
@@ -266,12 +277,9 @@ class SweepResult:
 
     def _tier_line(self) -> str:
         """How the plans were timed: fast tier, engine, and the verified best."""
-        fast = sum(r.get("tier") == "fast" for r in self.records)
-        verified = [
-            r for r in self.records if r.get("fast_step_time_s") and r.get("tier") == "engine"
-        ]
-        engine = sum(r.get("tier") == "engine" for r in self.records) - len(verified)
-        line = f"{fast} by the fast tier, {engine} by the engine"
+        verified = self.verified
+        engine = len(self.records) - self.plans_fast_tier - len(verified)
+        line = f"{self.plans_fast_tier} by the fast tier, {engine} by the engine"
         if verified:
             gaps = [
                 abs(r["fast_step_time_s"] / r["step_time_s"] - 1)

@@ -204,11 +204,11 @@ def test_segments_with_equal_keys_emit_equal_nodes() -> None:
     seen: dict[str, bytes] = {}
     for name, _, plan in _CASES[:60]:
         model = _model(name)
-        model_json = model.model_dump_json()
+        model_id = model.model_dump_json()
         for stage in range(plan.pp):
             for phase in ("fwd", "bwd"):
                 for chunk in range(plan.vpp):
-                    key = segment_key(model_json, model, plan, stage, phase, chunk, "layer")
+                    key = segment_key(model_id, model, plan, stage, phase, chunk, "layer")
                     segment = stage_segment(model, plan, stage, phase, chunk)
                     content = b"".join(
                         node.SerializeToString() for node in _anonymous(segment.graph.node_list)

@@ -414,7 +414,8 @@ def test_the_best_plans_carry_the_engines_figures(tiny: ModelSpec) -> None:
     best = result.best(5)
     assert set(best["tier"]) == {"engine"}
     system = cluster_system("h100-sxm", 16)
-    for record in result._ranked()[:5]:
+    assert {r["key"] for r in result.verified} == {r["key"] for r in result._ranked()[:5]}
+    for record in result.verified:
         plan = ParallelPlan.model_validate({k: record[k] for k in ParallelPlan.model_fields})
         assert record["step_time_s"] == predict(tiny, plan, system).step_time_s
         assert record["fast_step_time_s"] == pytest.approx(record["step_time_s"], rel=0.02)
