@@ -47,6 +47,7 @@ from trainsim.models import (
     StageTail,
     pipeline_schedule,
     segment_key,
+    segment_plan_key,
     stage_layer_ranges,
     stage_segment,
     stage_tail,
@@ -111,9 +112,9 @@ class _Timing:
 
 
 #: segment key -> compiled segment, per system (device and scheduling decide the durations)
-_COMPILED: dict[tuple[int, str], _Compiled] = {}
+_COMPILED: dict[tuple[int, tuple[object, ...]], _Compiled] = {}
 #: (system, segment key, collective costs) -> timing
-_TIMINGS: dict[tuple[int, str, tuple[float, ...]], _Timing] = {}
+_TIMINGS: dict[tuple[int, tuple[object, ...], tuple[float, ...]], _Timing] = {}
 _SCHEDULES: dict[tuple[int, int, int, int], list[tuple[bool, int, int]]] = {}
 _CACHE_LIMIT = 200_000
 
@@ -201,12 +202,18 @@ class _Evaluator:
         self.coster = system_coster(system)
         self.layout = RankLayout(plan)
         # Every segment key names the model: a digest keeps the keys short to hash.
-        self.model_digest = hashlib.sha256(model.model_dump_json().encode()).hexdigest()[:20]
+        digest = hashlib.sha256(model.model_dump_json().encode()).hexdigest()[:20]
+        self.plan_key = segment_plan_key(digest, plan, granularity)
         self.reps = [self.layout.rank_of(pp=s) for s in range(plan.pp)]
         self.simulated = 0
         self.tails = [stage_tail(model, plan, s) for s in range(plan.pp)]
         self.grad_op = self.tails[0].grad_op
         self._group_cache: dict[tuple[int, str], tuple[int, ...]] = {}
+        # A plan asks for the same few collectives on a stage's groups many times (every
+        # segment, every layer's reduction): hashing the group for the shared coster each
+        # time cost more than the recurrence.
+        self._ns_cache: dict[tuple[int, str, str, int], float] = {}
+        self._moe_cache: dict[tuple[int, int], bool] = {}
 
     def group(self, stage: int, kind: str) -> tuple[int, ...]:
         key = (stage, kind)
@@ -220,19 +227,25 @@ class _Evaluator:
         """The step's timing: a chunk of like layers from its one- and two-layer segments
         (each further layer repeats the second's increment), any other chunk whole."""
         held = stage_layer_ranges(self.model, self.plan)[stage][chunk]
-        kinds = {self.model.layer_is_moe(layer) for layer in held}
-        if len(held) <= 2 or len(kinds) > 1:
+        if len(held) <= 2 or not self._like_layers(held):
             return self._segment_timing(stage, fwd, chunk, None)
         one = self._segment_timing(stage, fwd, chunk, 1)
         two = self._segment_timing(stage, fwd, chunk, 2)
         return _extrapolate(one, two, len(held))
 
+    def _like_layers(self, layers: range) -> bool:
+        """Whether ``layers`` are all dense or all MoE."""
+        key = (layers.start, layers.stop)
+        like = self._moe_cache.get(key)
+        if like is None:
+            is_moe = self.model.layer_is_moe
+            like = self._moe_cache[key] = len({is_moe(layer) for layer in layers}) == 1
+        return like
+
     def _segment_timing(self, stage: int, fwd: bool, chunk: int, layers: int | None) -> _Timing:
         plan, system = self.plan, self.system
         phase = "fwd" if fwd else "bwd"
-        key = segment_key(
-            self.model_digest, self.model, plan, stage, phase, chunk, self.gran, layers
-        )
+        key = segment_key(self.plan_key, self.model, plan, stage, phase, chunk, layers)
         ckey = (id(system), key)
         compiled = _COMPILED.get(ckey)
         if compiled is None:
@@ -240,16 +253,15 @@ class _Evaluator:
                 self.model, plan, stage, phase, chunk, granularity=self.gran, layers=layers
             )
             compiled = _COMPILED[ckey] = _compile(system, segment, plan)
-        kinds = sorted(set(compiled.kind_of_pg.values()))
-        groups = {kind: self.group(stage, kind) for kind in kinds}
         kind_of_pg = compiled.kind_of_pg
         costs = tuple(
-            self.coster(op, size, groups[kind_of_pg[pg]], kind_of_pg[pg])
+            self.collective_ns(stage, op, kind_of_pg[pg], size)
             for op, size, pg in compiled.program.collectives.values()
         )
         tkey = (id(system), key, costs)
         timing = _TIMINGS.get(tkey)
         if timing is None:
+            groups = {kind: self.group(stage, kind) for kind in set(kind_of_pg.values())}
             timing = _TIMINGS[tkey] = _time_segment(compiled, groups, self.coster, system)
             self.simulated += 1
         return timing
@@ -263,9 +275,13 @@ class _Evaluator:
         return self.coster("send_recv", tail.activation_bytes, pair, "pp")
 
     def collective_ns(self, stage: int, op: str, kind: str, size: int) -> float:
-        if size <= 0:
-            return 0.0
-        return self.coster(op, size, self.group(stage, kind), kind)
+        """One collective on ``stage``'s ``kind`` group, as the engine costs it (ns)."""
+        key = (stage, op, kind, size)
+        ns = self._ns_cache.get(key)
+        if ns is None:
+            ns = 0.0 if size <= 0 else self.coster(op, size, self.group(stage, kind), kind)
+            self._ns_cache[key] = ns
+        return ns
 
     def step_ns(self) -> float:
         plan = self.plan

@@ -96,6 +96,7 @@ from trainsim.models._segments import (
     Segment,
     StageTail,
     segment_key,
+    segment_plan_key,
     stage_segment,
     stage_tail,
 )
@@ -169,6 +170,7 @@ __all__ = [
     "plan_from_mapping",
     "roofline_time_us",
     "segment_key",
+    "segment_plan_key",
     "stage_layer_counts",
     "stage_layer_ranges",
     "stage_layers",

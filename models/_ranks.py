@@ -145,7 +145,7 @@ class RankLayout:
     def group_ranks(self, kind: str, rank: int) -> tuple[int, ...]:
         """Ranks, ascending, of the ``kind`` group that holds ``rank``."""
         index = self.group_index(kind, rank)
-        return tuple(int(r) for r in self.groups(kind)[index])
+        return tuple(self.groups(kind)[index].tolist())
 
     def groups(self, kind: str) -> NDArray[np.int64]:
         """All groups of ``kind`` as a (num_groups, group_size) array; row i is group index i."""

@@ -9,8 +9,9 @@ finishes become ready (the gradient reductions hang off those nodes in the full 
 ``StageTail`` what the stage runs after its last step: the sizes of the optimizer step, the
 distributed optimizer's gathers and the tied-embedding exchange.
 
-``segment_key`` names what a segment depends on, so steps of different plans and stages that
-emit the same nodes share one timing: two keys are equal only if the segments are.
+``segment_key`` (with the plan's part, ``segment_plan_key``, computed once) names what a
+segment depends on, so steps of different plans and stages that emit the same nodes share one
+timing: two keys are equal only if the segments are.
 """
 
 from __future__ import annotations
@@ -25,7 +26,14 @@ from trainsim.models._plan import ParallelPlan, stage_layer_ranges
 from trainsim.models._ranks import RankLayout
 from trainsim.models._spec import ModelSpec
 
-__all__ = ["Segment", "StageTail", "segment_key", "stage_segment", "stage_tail"]
+__all__ = [
+    "Segment",
+    "StageTail",
+    "segment_key",
+    "segment_plan_key",
+    "stage_segment",
+    "stage_tail",
+]
 
 #: Plan fields a segment's nodes depend on (besides the model, the stage's layers and
 #: whether it holds the embedding or the logits); ZeRO-3's gathers add ``_ZERO3_FIELDS``.
@@ -152,35 +160,35 @@ def stage_tail(model: ModelSpec, plan: ParallelPlan, stage: int) -> StageTail:
     )
 
 
+def segment_plan_key(model_id: str, plan: ParallelPlan, granularity: Granularity) -> str:
+    """The part of ``segment_key`` that every step of one plan shares (``model_id``: a name
+    of the model that changes with any of its fields, such as a digest of its JSON)."""
+    fields = _SEGMENT_FIELDS + (_ZERO3_FIELDS if plan.zero_stage >= 3 else ())
+    return json.dumps([model_id, [getattr(plan, name) for name in fields], granularity])
+
+
 def segment_key(
-    model_id: str,
+    plan_key: str,
     model: ModelSpec,
     plan: ParallelPlan,
     stage: int,
     phase: str,
     chunk: int,
-    granularity: Granularity,
     layers: int | None = None,
-) -> str:
+) -> tuple[object, ...]:
     """A key equal for two steps exactly when ``stage_segment`` emits the same nodes for them
-    (``model_id``: a name of the model that changes with any of its fields, such as a digest
-    of its JSON, computed once by the caller; ``layers`` as there)."""
+    (``plan_key``: the plan's ``segment_plan_key``; ``layers`` as ``stage_segment``'s)."""
     held = stage_layer_ranges(model, plan)[stage][chunk]
     layers_held = held if layers is None else held[:layers]
     gchunk = chunk * plan.pp + stage
     last_chunk = plan.pp * plan.vpp - 1
-    fields = _SEGMENT_FIELDS + (_ZERO3_FIELDS if plan.zero_stage >= 3 else ())
     received = gchunk > 0 if phase == "fwd" else gchunk < last_chunk
-    return json.dumps(
-        [
-            model_id,
-            [getattr(plan, name) for name in fields],
-            phase,
-            granularity,
-            [model.layer_is_moe(layer) for layer in layers_held],
-            gchunk == 0,
-            gchunk == last_chunk,
-            last_chunk > 0,
-            received,
-        ]
+    return (
+        plan_key,
+        phase,
+        tuple(model.layer_is_moe(layer) for layer in layers_held),
+        gchunk == 0,
+        gchunk == last_chunk,
+        last_chunk > 0,
+        received,
     )

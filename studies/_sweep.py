@@ -419,8 +419,8 @@ def sweep(
     tasks: list[PlanTask] = []
     pruned: list[dict[str, Any]] = []
     for plan, plan_cluster in candidates:
-        task = PlanTask(plan, plan_cluster if plan_cluster is not None else cluster)
         need_gib = memory_gib(spec, plan)
+        task = PlanTask(plan, plan_cluster if plan_cluster is not None else cluster, need_gib)
         if need_gib > capacity:
             pruned.append(
                 {**base_record(context, task), "status": "pruned", "memory_gib": need_gib}

@@ -99,6 +99,8 @@ class PlanTask:
 
     plan: ParallelPlan
     cluster: str | None = None
+    #: its per-GPU memory (``memory_gib``) when the sweep already computed it to prune
+    memory_gib: float | None = None
 
     @property
     def key(self) -> str:
@@ -175,7 +177,9 @@ def evaluate_plan(context: SweepContext, task: PlanTask) -> dict[str, Any]:
         step_time_s=None,
         tokens_per_s=None,
         mfu=None,
-        memory_gib=memory_gib(context.model, task.plan),
+        memory_gib=task.memory_gib
+        if task.memory_gib is not None
+        else memory_gib(context.model, task.plan),
         time_to_train_days=None,
         objective=None,
         fast_step_time_s=None,
@@ -224,7 +228,7 @@ def verify_plan(context: SweepContext, record: dict[str, Any]) -> dict[str, Any]
     """Re-simulate a fast-tier record with the event-driven engine: the engine's figures,
     with the fast tier's step time kept beside them (``fast_step_time_s``)."""
     plan = ParallelPlan.model_validate({k: record[k] for k in ParallelPlan.model_fields})
-    task = PlanTask(plan, record.get("cluster"))
+    task = PlanTask(plan, record.get("cluster"), record.get("memory_gib"))
     verified = evaluate_plan(replace(context, fast=False), task)
     verified["fast_step_time_s"] = record.get("step_time_s")
     return verified

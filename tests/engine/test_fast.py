@@ -32,6 +32,7 @@ from trainsim.models import (
     check_plan,
     model_preset,
     segment_key,
+    segment_plan_key,
     stage_segment,
 )
 
@@ -201,14 +202,14 @@ def test_both_tiers_pick_the_same_best_plan(
 
 def test_segments_with_equal_keys_emit_equal_nodes() -> None:
     """The timing cache is keyed by ``segment_key``: equal keys must mean equal segments."""
-    seen: dict[str, bytes] = {}
+    seen: dict[tuple[object, ...], bytes] = {}
     for name, _, plan in _CASES[:60]:
         model = _model(name)
-        model_id = model.model_dump_json()
+        plan_key = segment_plan_key(model.model_dump_json(), plan, "layer")
         for stage in range(plan.pp):
             for phase in ("fwd", "bwd"):
                 for chunk in range(plan.vpp):
-                    key = segment_key(model_id, model, plan, stage, phase, chunk, "layer")
+                    key = segment_key(plan_key, model, plan, stage, phase, chunk)
                     segment = stage_segment(model, plan, stage, phase, chunk)
                     content = b"".join(
                         node.SerializeToString() for node in _anonymous(segment.graph.node_list)

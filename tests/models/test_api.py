@@ -29,6 +29,7 @@ def test_all_is_the_curated_public_api() -> None:
             "Segment",
             "StageTail",
             "segment_key",
+            "segment_plan_key",
             "stage_segment",
             "stage_tail",
             "roofline_time_us",
