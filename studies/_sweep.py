@@ -384,6 +384,8 @@ def sweep(
     is refused. ``progress`` shows a bar on stderr; None shows it when stderr is a terminal.
     """
     start = time.perf_counter()
+    if verify < 0:
+        raise SweepConfigError(f"verify={verify} must be 0 or more plans")
     spec = _resolve_model(model)
     grid = space if isinstance(space, SearchSpace) else space_from_mapping(space)
     limits = (
@@ -427,6 +429,12 @@ def sweep(
             )
         else:
             tasks.append(task)
+    if not tasks:
+        raise SweepConfigError(
+            f"no plan of the space is left to evaluate for {spec.name} on {gpus} GPUs: "
+            f"{sum(invalid_reasons.values())} invalid, {len(pruned)} over {capacity:.3g} GiB "
+            f"per GPU ({capacity_source})"
+        )
     # Build each cluster once here, before workers fork, so they inherit it; this also
     # reports a bad device or cluster before any work starts.
     for name in dict.fromkeys(t.cluster for t in tasks):
@@ -509,8 +517,6 @@ def _to_verify(records: list[dict[str, Any]], objective: str, count: int) -> lis
     The best are chosen over all records, verified or not, so that a resumed sweep verifies
     what is still unverified among them and nothing more.
     """
-    if count < 0:
-        raise SweepConfigError(f"verify={count} must be 0 or more plans")
     _, larger = OBJECTIVES[objective]
     ok = [r for r in records if r["status"] == "ok" and r["objective"] is not None]
     ok.sort(key=lambda r: (-r["objective"] if larger else r["objective"], r["key"]))

@@ -59,7 +59,7 @@ class SweepConfigError(ValueError):
 
 
 ZeroStage = Literal[0, 1, 2, 3]
-_ZERO_DEFAULT: list[ZeroStage] = [0, 1]
+_ZERO_DEFAULT: list[ZeroStage] = [0, 1, 2]
 _RECOMPUTE_DEFAULT: list[Recompute] = ["none", "selective", "full"]
 _CLUSTERS_DEFAULT: list[str | None] = [None]
 
@@ -76,10 +76,10 @@ class SearchSpace(BaseModel):
 
     tp: list[int] = Field(default_factory=lambda: [1, 2, 4, 8], min_length=1)
     pp: list[int] = Field(default_factory=lambda: [1, 2, 4, 8, 16], min_length=1)
-    cp: list[int] = Field(default_factory=lambda: [1], min_length=1)
+    cp: list[int] = Field(default_factory=lambda: [1, 2], min_length=1)
     ep: list[int] = Field(default_factory=lambda: [1], min_length=1)
     vpp: list[int] = Field(
-        default_factory=lambda: [1, 2],
+        default_factory=lambda: [1, 2, 4],
         min_length=1,
         description="virtual chunks per pipeline stage (interleaving depths); a plan without "
         "pipeline parallelism is tried with 1 only",
@@ -94,9 +94,20 @@ class SearchSpace(BaseModel):
         description="allow layers that pp x vpp does not divide (the plan's balanced layout: "
         "embedding and loss count one layer each toward the first and last stage)",
     )
-    overlap_tp_comm: bool = False
+    overlap_tp_comm: list[bool] = Field(
+        default_factory=lambda: [False, True],
+        min_length=1,
+        description="Transformer Engine's TP communication overlap; it needs tp > 1 with "
+        "sequence parallelism (as Megatron), so other plans are tried without it only",
+    )
     dtype: Literal["bf16", "fp16", "fp8"] = "bf16"
     clusters: list[str | None] = Field(default_factory=lambda: _CLUSTERS_DEFAULT[:], min_length=1)
+
+    @field_validator("overlap_tp_comm", mode="before")
+    @classmethod
+    def _one_or_more(cls, value: Any) -> Any:
+        # A single true/false (the field's former type) is a one-value list.
+        return [value] if isinstance(value, bool) else value
 
     @field_validator("tp", "pp", "cp", "ep", "vpp", "micro_batch_size")
     @classmethod
@@ -125,6 +136,7 @@ _DIMENSIONS = (
     "zero_stage",
     "recompute",
     "sequence_parallel",
+    "overlap_tp_comm",
 )
 
 
@@ -207,7 +219,11 @@ def _combos(model: ModelSpec, space: SearchSpace) -> Iterator[dict[str, Any]]:
         # Layers that pp x vpp does not divide take the plan's balanced layout
         # (models.stage_layer_counts); with uneven_stages off such a plan is invalid.
         fields["even_stages_only"] = not space.uneven_stages
-        fields["overlap_tp_comm"] = space.overlap_tp_comm and tp > 1
+        overlaps = tp > 1 and fields["sequence_parallel"]
+        if fields["overlap_tp_comm"] and not overlaps and False in space.overlap_tp_comm:
+            # Nothing to overlap without TP and sequence parallelism: that plan is the one
+            # without overlap, which the space also holds; tried once.
+            continue
         fields["dtype"] = space.dtype
         yield fields
 

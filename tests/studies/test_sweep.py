@@ -31,7 +31,9 @@ _TINY = {
 _SPACE: dict[str, Any] = {
     "tp": [1, 2, 4],
     "pp": [1, 2, 4],
+    "cp": [1],
     "vpp": [1],
+    "overlap_tp_comm": [False],
     "micro_batch_size": [1, 2],
     "recompute": ["none", "full"],
     "zero_stage": [0, 1],
@@ -54,8 +56,9 @@ def _by_key(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def test_uneven_stages_let_llama3_405b_use_16_stages() -> None:
     model = model_preset("llama3-405b")
     space = SearchSpace(
-        tp=[8], pp=[16], vpp=[1], micro_batch_size=[1], zero_stage=[1], recompute=["full"]
-    )
+        tp=[8], pp=[16], cp=[1], vpp=[1], micro_batch_size=[1], zero_stage=[1],
+        recompute=["full"], overlap_tp_comm=[False],
+    )  # fmt: skip
     plans, invalid = enumerate_plans(model, 16384, space)
     assert invalid == {} and len(plans) == 1
     plan = plans[0][0]
@@ -77,12 +80,28 @@ def test_sequence_parallel_without_tp_is_tried_once(tiny: ModelSpec) -> None:
             "zero_stage": [0],
             "recompute": ["none"],
             "sequence_parallel": [True, False],
+            "cp": [1],
+            "overlap_tp_comm": [False],
         }
     )
     plans, _ = enumerate_plans(tiny, 8, space)
     keys = [(p.tp, p.sequence_parallel) for p, _ in plans]
     assert len(keys) == len(set(keys))
     assert (1, True) not in keys and (1, False) in keys and (2, True) in keys
+
+
+def test_tp_overlap_is_tried_where_it_overlaps_something(tiny: ModelSpec) -> None:
+    """TE's overlap needs TP and sequence parallelism: other plans run without it, once."""
+    space = space_from_mapping(
+        {"tp": [1, 2], "pp": [1], "cp": [1], "micro_batch_size": [1], "zero_stage": [0],
+         "recompute": ["none"], "sequence_parallel": [True, False]}
+    )  # fmt: skip
+    assert space.overlap_tp_comm == [False, True]  # both, by default
+    plans, invalid = enumerate_plans(tiny, 8, space)
+    keys = [(p.tp, p.sequence_parallel, p.overlap_tp_comm) for p, _ in plans]
+    assert sorted(keys) == [(1, False, False), (2, False, False), (2, True, False), (2, True, True)]
+    assert invalid == {}
+    assert space_from_mapping({"overlap_tp_comm": True}).overlap_tp_comm == [True]
 
 
 def test_space_errors_name_the_field_and_allowed_values(tmp_path: Path) -> None:
@@ -388,7 +407,8 @@ def test_cli_sweep_killed_by_signal_resumes(
 def test_cli_sweep_reads_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     space = tmp_path / "space.yaml"
     space.write_text(
-        "tp: [1, 2]\npp: [1]\nmicro_batch_size: [1]\nzero_stage: [1]\nrecompute: [full]\n"
+        "tp: [1, 2]\npp: [1]\ncp: [1]\nmicro_batch_size: [1]\nzero_stage: [1]\n"
+        "recompute: [full]\noverlap_tp_comm: false\n"
     )
     config = tmp_path / "sweep.yaml"
     config.write_text(
@@ -432,3 +452,15 @@ def test_time_to_train_is_ranked_by_the_engine(tiny: ModelSpec) -> None:
     )  # fmt: skip
     assert {r["tier"] for r in result.records} == {"engine"}
     assert result.best_record is not None
+
+
+def test_a_space_with_nothing_left_to_evaluate_is_one_line(
+    tiny: ModelSpec, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SweepConfigError, match=r"no plan of the space is left.*over 0.01 GiB"):
+        sweep(tiny, "h100-sxm", 16, space=_SPACE, constraints={"max_memory_gib": 0.01})
+    argv = ["sweep", *_CLI_MODEL, "--gpus", "8", "--global-batch", "8", "--max-memory-gib",
+            "0.01", "--executor", "serial"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no plan of the space is left to evaluate" in err[0]

@@ -46,6 +46,8 @@ _CLI_MODEL = [
 _SMALL_SPACE: dict[str, Any] = {
     "tp": [1, 2],
     "pp": [1, 2],
+    "cp": [1],
+    "overlap_tp_comm": [False],
     "micro_batch_size": [1, 2],
     "zero_stage": [1],
     "recompute": ["none"],
@@ -89,6 +91,7 @@ def test_every_plan_of_a_space_runs_one_global_batch(
     space = SearchSpace(
         tp=sorted(tp), pp=sorted(pp), cp=sorted(cp), vpp=sorted(vpp),
         micro_batch_size=sorted(micro), zero_stage=[0], recompute=["none"],
+        overlap_tp_comm=[False],
     )  # fmt: skip
     batch = resolve_global_batch(model, gpus, space)
     plans, reasons = enumerate_plans(model, gpus, space)
@@ -119,8 +122,8 @@ def test_every_plan_of_a_space_runs_one_global_batch(
 def test_a_given_global_batch_is_kept_and_plans_that_cannot_run_it_say_so() -> None:
     model = _tiny(num_layers=6)
     space = space_from_mapping(
-        {"tp": [1, 4], "pp": [1], "micro_batch_size": [1], "zero_stage": [0],
-         "recompute": ["none"], "global_batch_size": 18}
+        {"tp": [1, 4], "pp": [1], "cp": [1], "micro_batch_size": [1], "zero_stage": [0],
+         "recompute": ["none"], "overlap_tp_comm": [False], "global_batch_size": 18}
     )  # fmt: skip
     batch = resolve_global_batch(model, 12, space)
     assert (batch.sequences, batch.chosen) == (18, False)
@@ -227,8 +230,9 @@ _KNOWN_INVALID = {
 def test_invalid_plans_are_counted_by_reason(capsys: pytest.CaptureFixture[str]) -> None:
     model = _tiny(num_layers=6, hidden_size=768, num_heads=12)
     space = {
-        "tp": [1, 4, 8], "pp": [1, 3, 4], "micro_batch_size": [1], "zero_stage": [0],
+        "tp": [1, 4, 8], "pp": [1, 3, 4], "cp": [1], "micro_batch_size": [1], "zero_stage": [0],
         "recompute": ["none"], "uneven_stages": False, "global_batch_size": 32, "vpp": [1],
+        "overlap_tp_comm": [False],
     }  # fmt: skip
     plans, reasons = enumerate_plans(model, 16, space_from_mapping(space))
     assert sorted((p.tp, p.pp) for p, _ in plans) == [(1, 1), (4, 1)]
@@ -257,8 +261,9 @@ def test_invalid_plans_are_counted_by_reason(capsys: pytest.CaptureFixture[str])
 
 def test_cli_json_lists_invalid_reasons(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     space_file = tmp_path / "space.yaml"
-    space_file.write_text("tp: [1, 2, 3]\npp: [1]\nmicro_batch_size: [1]\nzero_stage: [0]\n"
-                          "recompute: [none]\n")  # fmt: skip
+    space_file.write_text("tp: [1, 2, 3]\npp: [1]\ncp: [1]\nmicro_batch_size: [1]\n"
+                          "zero_stage: [0]\nrecompute: [none]\n"
+                          "overlap_tp_comm: [false]\n")  # fmt: skip
     argv = ["sweep", *_CLI_MODEL, "--gpus", "8", "--global-batch", "8", "--space",
             str(space_file), "--executor", "serial", "--json"]  # fmt: skip
     assert main(argv) == 0
