@@ -193,7 +193,7 @@ class FoundryPrediction:
         assert metrics is not None  # predict() always attaches the step's metrics
         self.result = result
         #: Predicted tokens per second per GPU.
-        self.tokens_per_s_per_gpu = metrics.tokens_per_step / result.step_time_s / metrics.gpus
+        self.tokens_per_s_per_gpu = metrics.tokens_per_s(result.step_time_s) / metrics.gpus
         flops = mpt_flops_per_token(row) * self.tokens_per_s_per_gpu
         hardware = mpt_flops_per_token(row, hardware=True) * self.tokens_per_s_per_gpu
         #: Model TFLOP/s per GPU, MPT's count.
