@@ -11,7 +11,9 @@ The efficiency model is one global calibration, never fitted to a published trai
   quantization). ``gemm_half_dim = 108`` reproduces the ratio between 1024^3 and 8192^3 bf16
   GEMMs on H100 in a published summary of CUTLASS 3.5 benchmarks (about 0.77; third-party
   mirror of the NVIDIA/cutlass documentation, a lead rather than a measurement of ours).
-  ``gemm_peak_fraction`` is set so that an 8192^3 bf16 GEMM reaches 0.80 of peak: 798 TFLOP/s
+  ``gemm_peak_fraction`` is set so that an 8192^3 bf16 GEMM reaches 0.80 of peak, and no
+  dimension past 8192 raises it (the best of a published H100 SXM shape sweep is 80.3%,
+  ``../shared/data/reference/device-measurements/gemm_measurements.csv``): 798 TFLOP/s
   of 989 were measured on an H100 SXM and 788 on an H200 of this workplace (PyTorch, random
   data; see the device library's KINDS.md). The same fraction is used for every NVIDIA part;
   MI300X uses 0.55 (public third-party GEMM measurements of about 700 of 1307 TFLOP/s;
@@ -119,8 +121,10 @@ class EfficiencyModel(BaseModel):
         ref = _REFERENCE_DIM / (_REFERENCE_DIM + half)
         shape = 1.0
         for dim in (m, n, k):
-            shape *= (max(dim, 1) / (max(dim, 1) + half)) / ref
-        return min(1.0, self.gemm_peak_fraction * shape)
+            # Past the reference a dimension gains nothing: the 8192^3 rate is the best
+            # measured (a larger GEMM above it would be faster than any published one).
+            shape *= min(1.0, (max(dim, 1) / (max(dim, 1) + half)) / ref)
+        return self.gemm_peak_fraction * shape
 
 
 def _for_dtype(tables: tuple[_Table, ...], dtype: str) -> _Table | None:
