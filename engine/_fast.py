@@ -96,6 +96,9 @@ class _Compiled:
     #: program index of the node the next step follows (-1: none)
     last: int
     first_layer_ready: int
+    #: the distinct (operation, group kind, bytes) of its collectives: what its timing
+    #: depends on besides the device
+    distinct: tuple[tuple[str, str, int], ...]
 
 
 @dataclass(frozen=True)
@@ -155,7 +158,11 @@ def _compile(system: System, segment: Segment, plan: ParallelPlan) -> _Compiled:
     index = {node_id: i for i, node_id in enumerate(program.ids)}
     ready = tuple((index[node], syncs) for node, syncs in segment.ready if node in index)
     last = index.get(segment.last, -1)
-    return _Compiled(program, dict(segment.group_kinds), ready, last, segment.first_layer_ready)
+    kinds = segment.group_kinds
+    distinct = tuple(
+        dict.fromkeys((op, kinds[pg], size) for op, size, pg in program.collectives.values())
+    )
+    return _Compiled(program, dict(kinds), ready, last, segment.first_layer_ready, distinct)
 
 
 def _time_segment(
@@ -255,8 +262,7 @@ class _Evaluator:
             compiled = _COMPILED[ckey] = _compile(system, segment, plan)
         kind_of_pg = compiled.kind_of_pg
         costs = tuple(
-            self.collective_ns(stage, op, kind_of_pg[pg], size)
-            for op, size, pg in compiled.program.collectives.values()
+            self.collective_ns(stage, op, kind, size) for op, kind, size in compiled.distinct
         )
         tkey = (id(system), key, costs)
         timing = _TIMINGS.get(tkey)
