@@ -12,6 +12,12 @@ an otherwise idle link may race a chunk already on its way over a slower one; wh
 lands second is swapped for another chunk its sender held when it started and the receiver
 still needs (the replacement rule), or dropped.
 
+A Reduce-Scatter is this All-Gather run backwards in time (``time_reversed``). The executor
+serves each link in the order its transfers start; backwards, a transfer starts when the
+gather's ends, so over a relayed link a later reservation of a port must also land no earlier
+than every earlier transfer through that port. Otherwise a transfer with a slow first hop
+starts first when reversed, takes the shared port first and delays the others.
+
 Chunk sets are bitmaps packed 64 to a word. Up to ``EXACT_LIMIT`` member-chunk pairs the
 in-neighbour holder counts are kept exactly; above it they are approximated by bitwise
 "held by at least two / three in-neighbours" masks, so a matching round costs a few numpy
@@ -62,9 +68,18 @@ class GatherRun:
 
 
 def gather_once(
-    graph: LinkGraph, chunk_bytes: float, chunks_per_npu: int, rng: np.random.Generator
+    graph: LinkGraph,
+    chunk_bytes: float,
+    chunks_per_npu: int,
+    rng: np.random.Generator,
+    *,
+    time_reversed: bool = False,
 ) -> GatherRun:
-    """Synthesize one All-Gather trial: every member ends holding every member's chunks."""
+    """Synthesize one All-Gather trial: every member ends holding every member's chunks.
+
+    With ``time_reversed`` the run is meant to be executed backwards (Reduce-Scatter on the
+    transposed graph): transfers sharing a port also land in the order they use it.
+    """
     if chunks_per_npu < 1:
         raise ConfigError(f"chunks_per_npu must be >= 1, got {chunks_per_npu}")
     if graph.num_members <= 1:
@@ -76,7 +91,7 @@ def gather_once(
             f"every link needs a positive chunk time; chunk_bytes={chunk_bytes} gives "
             "0 us on a zero-latency link"
         )
-    return _Synthesis(graph, hop_time, chunks_per_npu, rng).run()
+    return _Synthesis(graph, hop_time, chunks_per_npu, rng, time_reversed).run()
 
 
 def _padded_table(keys: IntArray, n: int) -> IntArray:
@@ -98,7 +113,12 @@ class _Synthesis:
     """State of one trial: holdings, link occupancy, transfers so far."""
 
     def __init__(
-        self, graph: LinkGraph, hop_time: FloatArray, cpn: int, rng: np.random.Generator
+        self,
+        graph: LinkGraph,
+        hop_time: FloatArray,
+        cpn: int,
+        rng: np.random.Generator,
+        time_reversed: bool = False,
     ) -> None:
         m = graph.num_members
         self.graph, self.cpn, self.rng = graph, cpn, rng
@@ -113,6 +133,11 @@ class _Synthesis:
         self.hops = np.where(graph.hops >= 0, graph.hops, self.pad)
         self.phys_free = np.zeros(self.pad + 1)
         self.phys_free[self.pad] = -np.inf
+        # Run backwards, a port's transfers start in the order they land here: the latest
+        # landing of each port's transfers so far bounds when the next one may land.
+        self.port_landed: FloatArray | None = None
+        if time_reversed and self.relayed:
+            self.port_landed = np.full(self.pad + 1, -np.inf)
         chunk_ids = np.arange(k, dtype=np.int64)
         self.held = np.zeros((m, self.words), dtype=np.uint64)
         np.bitwise_or.at(self.held, (chunk_ids // cpn, chunk_ids // 64), _bits(chunk_ids))
@@ -165,9 +190,24 @@ class _Synthesis:
 
     def _free_links(self, now: float) -> npt.NDArray[np.bool_]:
         """Links each of whose ports is free by the time the chunk reaches it."""
+        tol = 1e-9 * max(1.0, now)
         slack = self.phys_free[self.hops] - self.hop_start
-        free: npt.NDArray[np.bool_] = slack.max(axis=1) <= now + 1e-9 * max(1.0, now)
+        free: npt.NDArray[np.bool_] = slack.max(axis=1) <= now + tol
+        if self.port_landed is not None:
+            landed = self.port_landed[self.hops].max(axis=1)
+            free &= now + self.link_time >= landed - tol
         return free
+
+    def _link_free(self, link: int, now: float) -> bool:
+        """``_free_links`` for one link."""
+        tol = 1e-9 * max(1.0, now)
+        ports = self.hops[link]
+        if float((self.phys_free[ports] - self.hop_start[link]).max()) > now + tol:
+            return False
+        if self.port_landed is not None:
+            landed = float(self.port_landed[ports].max())
+            return now + float(self.link_time[link]) >= landed - tol
+        return True
 
     def _match(self, now: float) -> None:
         vfree = self._free_links(now)
@@ -274,6 +314,10 @@ class _Synthesis:
         self.sent[rows, chunks // 64] |= _bits(chunks)
         self.phys_free[self.hops[links]] = now + self.hop_end[links]
         self.phys_free[self.pad] = -np.inf
+        if self.port_landed is not None:
+            ports = self.hops[links]
+            np.maximum.at(self.port_landed, ports, np.broadcast_to(ends[:, None], ports.shape))
+            self.port_landed[self.pad] = -np.inf
         if self.pending_end is not None:
             self.pending_end[rows, chunks] = np.minimum(self.pending_end[rows, chunks], ends)
         self.inflight = np.concatenate([self.inflight, tids])
@@ -288,8 +332,7 @@ class _Synthesis:
         cand = self.held[s] & self.sent[d] & ~self.held[d]
         for i in np.flatnonzero((cand != 0).any(axis=1)).tolist():
             link = int(idle[i])
-            slack = self.phys_free[self.hops[link]] - self.hop_start[link]
-            if slack.max() > now + 1e-9 * max(1.0, now):
+            if not self._link_free(link, now):
                 continue  # a port of this relayed link was taken in this pass
             bits = np.unpackbits(cand[i].view(np.uint8), bitorder="little")
             chunks = np.flatnonzero(bits[: self.k_chunks])

@@ -49,6 +49,9 @@ _fingerprints: weakref.WeakKeyDictionary[Topology, str] = weakref.WeakKeyDiction
 _stats = {"hits": 0, "misses": 0, "disk_hits": 0}
 #: Environment variable naming a folder shared by the processes of a sweep.
 CACHE_DIR_ENV = "TRAINSIM_TACOS_CACHE"
+#: Bumped whenever synthesis changes its schedules, so stored entries of older ones are unused
+#: (2: reduce-scatter keeps each switch port in start order once reversed).
+_SYNTHESIS_REVISION = 2
 
 
 def tacos_schedule(
@@ -138,6 +141,7 @@ def _fingerprint(topology: Topology) -> str:
 
 def _digest(key: tuple[object, ...]) -> str:
     text = "|".join(str(getattr(part, "value", part)) for part in key)
+    text += f"|rev{_SYNTHESIS_REVISION}"
     return "tacos-" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 

@@ -123,7 +123,10 @@ def synthesize_tacos(
     scatters: list[GatherRun] = []
     if operation is not CollectiveOp.ALL_GATHER:
         reverse = graph.reversed()
-        scatters = [gather_once(reverse, chunk_bytes, chunks_per_npu, rng) for _ in range(trials)]
+        scatters = [
+            gather_once(reverse, chunk_bytes, chunks_per_npu, rng, time_reversed=True)
+            for _ in range(trials)
+        ]
     if operation is not CollectiveOp.REDUCE_SCATTER:
         gathers = [gather_once(graph, chunk_bytes, chunks_per_npu, rng) for _ in range(trials)]
     times = [
