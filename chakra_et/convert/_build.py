@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import bisect
 import heapq
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from trainsim.chakra_et._attrs import RESERVED_ATTR_KINDS, make_attr
 from trainsim.chakra_et._graph import ETGraph, new_metadata
 from trainsim.chakra_et.convert._backend_spans import worker_thread
+from trainsim.chakra_et.convert._build_gpu import gpu_edges, gpu_nodes, sync_nodes
+from trainsim.chakra_et.convert._build_node import COMP_NODE, ThreadKey, _Node
 from trainsim.chakra_et.convert._collectives import comm_size_bytes, p2p_peer_and_tag
 from trainsim.chakra_et.convert._gloo_threads import GroupSequences, infer_thread_groups
-from trainsim.chakra_et.convert._gpu_deps import GpuSchedule, gpu_schedule
+from trainsim.chakra_et.convert._gpu_deps import gpu_schedule
 from trainsim.chakra_et.convert._host_et import HostOp, iter_tensors
 from trainsim.chakra_et.convert._kineto import KinetoEvent, KinetoTrace
 from trainsim.chakra_et.convert._link import LAUNCH_SKEW_US, HostKinetoLink
@@ -37,10 +39,8 @@ from trainsim.chakra_et.schema import CollectiveCommType, Node, NodeType
 
 __all__ = ["BuildOptions", "build_graph"]
 
-ThreadKey = tuple[str, int | str]
 _WAIT_LOOKBACK = 8
 # Plain ints: attribute lookups on protobuf enum wrappers are slow in per-node loops.
-_COMP_NODE = int(NodeType.COMP_NODE)
 _METADATA_NODE = int(NodeType.METADATA_NODE)
 _COMM_COLL_NODE = int(NodeType.COMM_COLL_NODE)
 _COMM_SEND_NODE = int(NodeType.COMM_SEND_NODE)
@@ -68,32 +68,6 @@ class BuildOptions:
     host_gaps: bool = True
     schema_version: str = "0.0.4"
     known_sequences: GroupSequences | None = None
-
-
-@dataclass(slots=True)
-class _Node:
-    """A node to be written, with its timing on the trace clock."""
-
-    unit: Unit | None
-    name: str
-    node_type: int
-    start_us: float | None
-    end_us: float | None
-    duration_us: float
-    thread: ThreadKey | None
-    order_key: tuple[float, int, int]
-    attrs: dict[str, Any] = field(default_factory=dict)
-    in_chain: bool = True
-    stream: int | None = None
-    launcher: Unit | None = None
-    et_id: int = -1
-    deps: list[int] = field(default_factory=list)
-    # GPU-side predecessors (stream order, cross-stream waits, or what a host sync waited for).
-    gpu_deps: list[_Node] = field(default_factory=list)
-    # A GPU-timed collective: where its c10d op's CPU span ended (its issue on the thread).
-    issue_end_us: float | None = None
-    # The report entry of a communication node, given its written duration at the end.
-    record: dict[str, Any] | None = None
 
 
 def _pg_name(
@@ -158,7 +132,7 @@ def build_graph(
         node_of_unit[id(unit)] = node
     gpu_mode = False
     if kineto is not None and link is not None:
-        gpu_list, node_of_event = _gpu_nodes(kineto, link, units, node_of_unit, report)
+        gpu_list, node_of_event = gpu_nodes(kineto, link, units, node_of_unit, report)
         acausal = 0
         for gpu in gpu_list:
             launcher = node_of_unit.get(id(gpu.launcher)) if gpu.launcher is not None else None
@@ -185,8 +159,8 @@ def build_graph(
         if node_of_event:
             gpu_mode = True
             schedule = gpu_schedule(kineto)
-            _gpu_edges(kineto, schedule, node_of_event)
-            nodes.extend(_sync_nodes(schedule, link, units, node_of_unit, node_of_event, report))
+            gpu_edges(kineto, schedule, node_of_event)
+            nodes.extend(sync_nodes(schedule, link, units, node_of_unit, node_of_event, report))
     if options.host_gaps and kineto is not None and kineto.profiler_steps and link is not None:
         tail = _step_edges(nodes, kineto.profiler_steps[-1])
         if tail is not None:
@@ -272,7 +246,7 @@ def _make_node(et_id: int, node: _Node, duration_us: int) -> Node:
         ctrl_deps=node.deps,
     )
     attrs = node.attrs
-    if node.node_type == _COMP_NODE and len(attrs) == 2 and "host_id" in attrs:
+    if node.node_type == COMP_NODE and len(attrs) == 2 and "host_id" in attrs:
         # The bulk of every trace: a host compute node with its two plain attributes.
         message.attr.add(name="host_id", int64_val=attrs["host_id"])
         message.attr.add(name="is_cpu_op", bool_val=attrs["is_cpu_op"])
@@ -315,7 +289,7 @@ def _unit_node(
     node = _Node(
         unit,
         op.name,
-        _COMP_NODE,
+        COMP_NODE,
         start,
         end,
         duration,
@@ -396,156 +370,6 @@ def _unit_node(
     node.record = record
     (report.collectives if spec.kind == "coll" else report.p2p).append(record)
     return node
-
-
-def _gpu_nodes(
-    kineto: KinetoTrace,
-    link: HostKinetoLink,
-    units: list[Unit],
-    node_of_unit: dict[int, _Node],
-    report: ConversionReport,
-) -> tuple[list[_Node], dict[int, _Node]]:
-    """One node per GPU kernel/memcpy/memset; a communication kernel times its collective.
-
-    Returns the new nodes and the node of every GPU event that has one (a collective's
-    first kernel maps to the collective)."""
-    unit_of_op = _unit_of_op(units)
-    out: list[_Node] = []
-    node_of_event: dict[int, _Node] = {}
-    for index, event in enumerate(kineto.gpu_events):
-        report.device_events_in += 1
-        launcher_op = link.launcher_of.get(index)
-        unit = unit_of_op.get(launcher_op) if launcher_op is not None else None
-        if unit is not None and unit.kind == "comm":
-            node = node_of_unit[id(unit)]
-            if node.stream is None and event.stream is not None:
-                node.issue_end_us = node.end_us
-                node.duration_us = event.dur_us
-                node.stream = event.stream
-                node.in_chain = False
-                node.end_us = event.end_us
-                node.attrs["stream"] = event.stream
-                if node.record is not None:
-                    node.record["stream"] = event.stream
-                node_of_event[index] = node
-                report.device_fates["timed its collective"] += 1
-                continue
-        if unit is None:
-            # Kineto usually spans more steps than the host trace: a kernel whose launch is
-            # not in the host trace belongs to another step.
-            report.device_fates["dropped: launched outside the host trace"] += 1
-            continue
-        report.device_fates["emitted"] += 1
-        out.append(_kernel_node(event, index, unit))
-        node_of_event[index] = out[-1]
-    return out, node_of_event
-
-
-def _unit_of_op(units: list[Unit]) -> dict[int, Unit]:
-    """The unit every host op (folded members and backend spans included) belongs to."""
-    unit_of_op: dict[int, Unit] = {}
-    for owner in units:
-        for member in (*owner.members, *owner.backend):
-            unit_of_op[member.id] = owner
-    return unit_of_op
-
-
-def _gpu_edges(kineto: KinetoTrace, schedule: GpuSchedule, node_of_event: dict[int, _Node]) -> None:
-    """Give each GPU node the node before it on its stream and the nodes it waited for.
-
-    Events without a node (launched outside the host trace) are skipped over on a stream:
-    the previous node is the last one written for that stream."""
-    last_written: dict[int, _Node] = {}
-    for index, event in enumerate(kineto.gpu_events):
-        node = node_of_event.get(index)
-        stream = event.stream
-        if node is None or stream is None:
-            continue
-        previous = last_written.get(stream)
-        if previous is not None and previous is not node:
-            node.gpu_deps.append(previous)
-        for waited in schedule.waits.get(index, ()):
-            other = node_of_event.get(waited)
-            if other is not None and other is not node and other not in node.gpu_deps:
-                node.gpu_deps.append(other)
-        last_written[stream] = node
-
-
-def _sync_nodes(
-    schedule: GpuSchedule,
-    link: HostKinetoLink,
-    units: list[Unit],
-    node_of_unit: dict[int, _Node],
-    node_of_event: dict[int, _Node],
-    report: ConversionReport,
-) -> list[_Node]:
-    """Split every host op that blocked on the GPU at its first blocking call (module
-    docstring); return the nodes of the parts after the calls."""
-    unit_of_op = _unit_of_op(units)
-    blocked: dict[int, tuple[_Node, float, list[_Node], str]] = {}
-    for sync in schedule.syncs:
-        call = sync.call
-        op_id = link.enclosing_op(call.tid, call.ts_us)
-        unit = unit_of_op.get(op_id) if op_id is not None else None
-        if unit is None:
-            report.gpu_syncs["ignored: not inside a host op of the trace"] += 1
-            continue
-        node = node_of_unit[id(unit)]
-        if unit.kind != "comp" or node.start_us is None or node.end_us is None:
-            # A collective's own syncs are part of its execution.
-            report.gpu_syncs[f"ignored: inside a {unit.kind} node"] += 1
-            continue
-        waits = [node_of_event[i] for i in sync.waits if i in node_of_event]
-        if not waits:
-            report.gpu_syncs["no GPU work left to wait for"] += 1
-            continue
-        report.gpu_syncs[f"host op waits for the GPU ({call.name})"] += 1
-        entry = blocked.get(id(node))
-        if entry is None:
-            blocked[id(node)] = (node, call.ts_us, waits, call.name)
-        else:
-            merged = entry[2] + [w for w in waits if w not in entry[2]]
-            blocked[id(node)] = (node, min(entry[1], call.ts_us), merged, entry[3])
-    out: list[_Node] = []
-    for node, call_ts, waits, call_name in blocked.values():
-        assert node.unit is not None and node.start_us is not None and node.end_us is not None
-        split_us = min(max(call_ts, node.start_us), node.end_us)
-        gpu_end = max(w.end_us if w.end_us is not None else split_us for w in waits)
-        resume_us = min(max(split_us, gpu_end), node.end_us)
-        op = node.unit.op
-        after = _Node(
-            Unit(HostOp(-1, f"{op.name} [{call_name}]", -1, tid=op.tid), "comp", members=[]),
-            f"{op.name} [{call_name}]",
-            _COMP_NODE,
-            split_us,
-            node.end_us,
-            node.end_us - resume_us,
-            node.thread,
-            (split_us, node.order_key[1], node.order_key[2]),
-            {"is_cpu_op": True, "sync_of": op.id, "gpu_wait_us": round(resume_us - split_us)},
-        )
-        after.gpu_deps = waits
-        node.end_us = split_us
-        node.duration_us = split_us - node.start_us
-        out.append(after)
-    return out
-
-
-def _kernel_node(event: KinetoEvent, index: int, unit: Unit | None) -> _Node:
-    return _Node(
-        None,
-        event.name,
-        _COMP_NODE,
-        event.ts_us,
-        event.end_us,
-        event.dur_us,
-        None,
-        (event.ts_us, 1 << 62, index),
-        {"is_cpu_op": False, "stream": event.stream if event.stream is not None else -1},
-        in_chain=False,
-        stream=event.stream if event.stream is not None else -1,
-        launcher=unit,
-    )
 
 
 def _tensors(values: list[Any], types: list[Any]) -> list[tuple[int, int]]:
@@ -712,7 +536,7 @@ def _step_edges(nodes: list[_Node], step: KinetoEvent) -> _Node | None:
     return _Node(
         Unit(op, "comp", members=[]),
         "host_tail",
-        _COMP_NODE,
+        COMP_NODE,
         last.end_us,
         step.end_us,
         tail_us,
